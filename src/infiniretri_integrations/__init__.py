@@ -1,0 +1,41 @@
+"""Attention-driven sentence retrieval (InfiniRetri, arXiv 2502.12962) for RAG applications.
+
+The framework-free engine lives in :mod:`infiniretri_integrations.core`; LangChain and LlamaIndex
+adapters live in :mod:`infiniretri_integrations.langchain` and
+:mod:`infiniretri_integrations.llama_index` (installed with the matching extras).
+"""
+
+from infiniretri_integrations.core import (
+    DEFAULT_PROMPT_TEMPLATE,
+    Answer,
+    AnswerStream,
+    ChunkProgress,
+    InfiniRetriEngine,
+    LocalModel,
+    RetrievalConfig,
+    RetrievalResult,
+    RetrievalStats,
+    RetrievedSentence,
+    SourceDocument,
+    default_model,
+    load_model,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_PROMPT_TEMPLATE",
+    "Answer",
+    "AnswerStream",
+    "ChunkProgress",
+    "InfiniRetriEngine",
+    "LocalModel",
+    "RetrievalConfig",
+    "RetrievalResult",
+    "RetrievalStats",
+    "RetrievedSentence",
+    "SourceDocument",
+    "__version__",
+    "default_model",
+    "load_model",
+]

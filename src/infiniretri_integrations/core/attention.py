@@ -1,0 +1,206 @@
+"""Attention from the question rows of chosen layers, without ``output_attentions``.
+
+During a scoring pass the model runs with a registered attention function (transformers'
+``AttentionInterface``): every layer uses the SDPA kernel, except the scoring layers, which
+additionally compute ``softmax(q_rows @ K^T * scale + mask)`` for the question rows only, with
+the model's own rotary embedding, query/key norms, scaling, soft-capping and grouped-query heads
+(all applied by the model before our function is called). After the deepest scoring layer the
+forward stops: later layers and the LM head are never run.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from infiniretri_integrations.core.models import LocalModel
+
+CAPTURE_IMPLEMENTATION = "infiniretri_capture"
+
+_ACTIVE: contextvars.ContextVar[_Capture | None] = contextvars.ContextVar("infiniretri_capture", default=None)
+
+
+class _StopForward(Exception):
+    """Raised by the deepest scoring layer: nothing after it is needed."""
+
+
+@dataclass
+class _Capture:
+    layers: frozenset[int]
+    row_start: int
+    heads: tuple[int, ...] | None
+    rows: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def deepest(self) -> int:
+        return max(self.layers)
+
+
+def question_row_probabilities(
+    query_rows: torch.Tensor,
+    key: torch.Tensor,
+    row_positions: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    softcap: float | None = None,
+) -> torch.Tensor:
+    """Attention probabilities of some query rows over all keys, in float32.
+
+    Args:
+        query_rows: ``[batch, heads, rows, head_dim]`` (rotary already applied).
+        key: ``[batch, kv_heads, keys, head_dim]``; kv heads are repeated to match query heads.
+        row_positions: ``[rows]`` absolute positions of the rows (for the causal mask).
+        attention_mask: the model's 4-D mask for the whole sequence (bool: True = attend, or
+            additive float), or ``None`` for plain causal attention.
+        scaling: the attention module's softmax scale.
+        softcap: logit soft-capping (Gemma-2 style), if the model uses it.
+
+    Returns:
+        ``[batch, heads, rows, keys]`` probabilities (each row sums to 1).
+    """
+    heads, kv_heads = query_rows.shape[1], key.shape[1]
+    keys = key.float()
+    if heads != kv_heads:
+        keys = keys.repeat_interleave(heads // kv_heads, dim=1)
+    logits = torch.matmul(query_rows.float(), keys.transpose(-1, -2)) * scaling
+    if softcap is not None:
+        logits = torch.tanh(logits / softcap) * softcap
+    key_count = key.shape[2]
+    if attention_mask is None:
+        allowed = torch.arange(key_count, device=key.device)[None, :] <= row_positions[:, None]
+        logits = logits.masked_fill(~allowed, float("-inf"))
+    else:
+        rows_mask = attention_mask[:, :, row_positions, :key_count]
+        if rows_mask.dtype == torch.bool:
+            logits = logits.masked_fill(~rows_mask, float("-inf"))
+        else:
+            logits = logits + rows_mask.float()
+    return torch.softmax(logits, dim=-1)
+
+
+def _capture_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    capture = _ACTIVE.get()
+    layer = getattr(module, "layer_idx", None)
+    if capture is not None and layer in capture.layers:
+        scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+        row_positions = torch.arange(capture.row_start, query.shape[2], device=query.device)
+        probabilities = question_row_probabilities(
+            query[:, :, capture.row_start :, :],
+            key,
+            row_positions,
+            attention_mask if isinstance(attention_mask, torch.Tensor) else None,
+            scale,
+            kwargs.get("softcap"),
+        )
+        if capture.heads is not None:
+            probabilities = probabilities[:, list(capture.heads)]
+        capture.rows[layer] = probabilities.sum(dim=1)[0]
+        if layer == capture.deepest:
+            raise _StopForward
+    kwargs.pop("softcap", None)
+    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+
+
+_registered = False
+
+
+def _register() -> None:
+    global _registered
+    if _registered:
+        return
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(CAPTURE_IMPLEMENTATION, _capture_attention)
+    AttentionMaskInterface.register(CAPTURE_IMPLEMENTATION, sdpa_mask)
+    _registered = True
+
+
+@contextmanager
+def _capturing(model: Any) -> Iterator[None]:
+    _register()
+    config = model.config
+    previous = config._attn_implementation
+    config._attn_implementation = CAPTURE_IMPLEMENTATION
+    try:
+        yield
+    finally:
+        config._attn_implementation = previous
+
+
+def resolve_layers(spec: int | Sequence[int], num_layers: int) -> tuple[int, ...]:
+    """Layer indices (negative ones count from the end), validated against the model depth.
+
+    >>> resolve_layers(-1, 30)
+    (29,)
+    >>> resolve_layers([15, 18], 30)
+    (15, 18)
+    """
+    raw = (spec,) if isinstance(spec, int) else tuple(spec)
+    resolved = []
+    for layer in raw:
+        index = layer + num_layers if layer < 0 else layer
+        if not 0 <= index < num_layers:
+            msg = f"scoring_layer {layer} is out of range for a model with {num_layers} layers (expected -{num_layers}..{num_layers - 1})"
+            raise ValueError(msg)
+        resolved.append(index)
+    return tuple(sorted(set(resolved)))
+
+
+def score_rows(
+    lm: LocalModel,
+    input_ids: torch.Tensor,
+    row_start: int,
+    layers: Sequence[int],
+    heads: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """Question-row attention of ``input_ids`` (``[1, length]``), heads summed, layers summed.
+
+    Rows are positions ``row_start..length-1``; columns are all positions.
+
+    Returns:
+        ``[length - row_start, length]`` float32 tensor.
+    """
+    if heads is not None:
+        bad = [h for h in heads if h >= lm.num_heads]
+        if bad:
+            msg = f"scoring_heads {bad} out of range for a model with {lm.num_heads} heads"
+            raise ValueError(msg)
+    capture = _Capture(layers=frozenset(layers), row_start=row_start, heads=tuple(heads) if heads is not None else None)
+    token = _ACTIVE.set(capture)
+    try:
+        with lm.lock, torch.inference_mode(), _capturing(lm.model):
+            try:
+                lm.model(input_ids=input_ids.to(lm.device), use_cache=False, logits_to_keep=1)
+            except _StopForward:
+                pass
+    finally:
+        _ACTIVE.reset(token)
+    missing = set(layers) - set(capture.rows)
+    if missing:
+        msg = (
+            f"The model never called the attention interface for layer(s) {sorted(missing)}; "
+            f"{type(lm.model).__name__} may not support transformers' AttentionInterface"
+        )
+        raise RuntimeError(msg)
+    total = capture.rows[layers[0]]
+    for layer in layers[1:]:
+        total = total + capture.rows[layer]
+    return total

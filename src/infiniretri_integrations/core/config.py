@@ -1,0 +1,140 @@
+"""Hyperparameters of the method, with the reference package's defaults, validated on construction."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+DEFAULT_PROMPT_TEMPLATE = (
+    "Read the book and answer the question. Be very concise in your answer.\n\n"
+    "{context}\n\nQuestion:\n\n{question}\n\nAnswer:"
+)
+"""The reference package's template: context first, question after it."""
+
+LayerSpec = int | Sequence[int] | Literal["auto"] | None
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """Every knob of InfiniRetri retrieval.
+
+    Args:
+        chunk_size: tokens of document text read per forward pass (reference: 1024).
+        top_k: highest-scoring context tokens kept per pass; every sentence holding one is kept
+            whole (reference: 300).
+        phrase_window: width of the moving sum over neighbouring key positions (reference: 8;
+            the paper reportedly uses 15).
+        question_weights: weight each question row by the attention it puts on the question itself,
+            squared, computed on the first chunk and then frozen (reference: on).
+        scoring_layer: the layer whose attention scores the context. ``None`` uses the model's
+            known default (measured for the packaged model, otherwise the last layer); an int picks
+            one layer (negative counts from the end); a sequence sums several layers; ``"auto"``
+            uses (or runs and caches) a calibration for the model.
+        scoring_heads: heads to sum (``None``: all heads, as the reference).
+        max_cache_tokens: cap on the kept-sentence cache in tokens (``None``: only the model window
+            limits it). When the cap is hit the lowest-scoring sentences are dropped.
+        max_sentence_tokens: longer "sentences" (text without punctuation, code, junk) are split at
+            line breaks, then spaces, then token boundaries into pieces of at most this many tokens.
+        prompt_template: must contain ``{context}`` before ``{question}``.
+        system_prompt: optional system message for chat templates.
+        use_chat_template: ``None`` wraps the prompt in the tokenizer's chat template when it has one.
+        max_new_tokens: answer length (reference: 128).
+
+    Example:
+        >>> RetrievalConfig(top_k=100).top_k
+        100
+        >>> RetrievalConfig(top_k=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: top_k must be a positive integer, got 0
+    """
+
+    chunk_size: int = 1024
+    top_k: int = 300
+    phrase_window: int = 8
+    question_weights: bool = True
+    scoring_layer: LayerSpec = None
+    scoring_heads: tuple[int, ...] | None = None
+    max_cache_tokens: int | None = None
+    max_sentence_tokens: int = 256
+    prompt_template: str = DEFAULT_PROMPT_TEMPLATE
+    system_prompt: str | None = None
+    use_chat_template: bool | None = None
+    max_new_tokens: int = 128
+
+    def __post_init__(self) -> None:
+        _require_positive_int("chunk_size", self.chunk_size)
+        _require_positive_int("top_k", self.top_k)
+        _require_positive_int("phrase_window", self.phrase_window)
+        _require_positive_int("max_sentence_tokens", self.max_sentence_tokens)
+        _require_positive_int("max_new_tokens", self.max_new_tokens)
+        if self.max_cache_tokens is not None:
+            _require_positive_int("max_cache_tokens", self.max_cache_tokens)
+        if self.max_sentence_tokens > self.chunk_size:
+            msg = (
+                f"max_sentence_tokens ({self.max_sentence_tokens}) must not exceed chunk_size "
+                f"({self.chunk_size}): a sentence has to fit in a chunk"
+            )
+            raise ValueError(msg)
+        _validate_layer_spec(self.scoring_layer)
+        if self.scoring_heads is not None:
+            heads = tuple(self.scoring_heads)
+            if not heads or any(not isinstance(h, int) or isinstance(h, bool) or h < 0 for h in heads):
+                msg = f"scoring_heads must be None or a non-empty sequence of head indices >= 0, got {self.scoring_heads!r}"
+                raise ValueError(msg)
+            object.__setattr__(self, "scoring_heads", heads)
+        if isinstance(self.scoring_layer, Sequence) and not isinstance(self.scoring_layer, str):
+            object.__setattr__(self, "scoring_layer", tuple(self.scoring_layer))
+        _validate_template(self.prompt_template)
+
+    def replace(self, **changes: Any) -> RetrievalConfig:
+        """A copy with some fields changed (validated again).
+
+        Example:
+            >>> RetrievalConfig().replace(phrase_window=15).phrase_window
+            15
+        """
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            msg = f"Unknown retrieval option(s) {sorted(unknown)}; expected some of {[f.name for f in dataclasses.fields(self)]}"
+            raise TypeError(msg)
+        return dataclasses.replace(self, **changes)
+
+
+def _require_positive_int(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        msg = f"{name} must be a positive integer, got {value!r}"
+        raise ValueError(msg)
+
+
+def _validate_layer_spec(spec: object) -> None:
+    if spec is None or spec == "auto":
+        return
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        return
+    if isinstance(spec, Sequence) and not isinstance(spec, str):
+        if spec and all(isinstance(x, int) and not isinstance(x, bool) for x in spec):
+            return
+    msg = f"scoring_layer must be None, 'auto', a layer index or a non-empty sequence of layer indices, got {spec!r}"
+    raise ValueError(msg)
+
+
+def _validate_template(template: object) -> None:
+    if not isinstance(template, str):
+        msg = f"prompt_template must be a str, got {type(template).__name__}"
+        raise TypeError(msg)
+    context_at, question_at = template.find("{context}"), template.find("{question}")
+    if context_at < 0 or question_at < 0:
+        msg = f"prompt_template must contain '{{context}}' and '{{question}}', got {template!r}"
+        raise ValueError(msg)
+    if question_at < context_at:
+        msg = (
+            "prompt_template must put '{context}' before '{question}' (only later tokens attend to "
+            f"earlier ones, so the question has to come after the context), got {template!r}"
+        )
+        raise ValueError(msg)
+    if template.count("{context}") != 1 or template.count("{question}") != 1:
+        msg = f"prompt_template must contain '{{context}}' and '{{question}}' exactly once each, got {template!r}"
+        raise ValueError(msg)

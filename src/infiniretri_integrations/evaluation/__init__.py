@@ -1,0 +1,1 @@
+"""Evaluation toolkit: needle-in-a-haystack cases, QA metrics and loaders, baselines."""
