@@ -1,0 +1,144 @@
+"""Node postprocessor: keep only the sentences of the retrieved nodes that the question attends to."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.callbacks import CBEventType, EventPayload
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import NodeWithScore, QueryBundle
+
+from infiniretri_integrations.core.engine import InfiniRetriEngine
+from infiniretri_integrations.llama_index._common import EngineLike, as_engine, select, validate_options
+
+dispatcher = get_dispatcher(__name__)
+
+_MODES = ("sentences", "parents")
+_ORDERS = ("document", "score")
+
+
+class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
+    """Keep the sentences of the incoming nodes that the local model's attention selects (InfiniRetri).
+
+    The nodes (e.g. every node of a ``SummaryIndex`` or a vector retriever's top-k) are read chunk
+    by chunk in the order given; the question's attention picks the sentences to keep.
+
+    Args:
+        engine: an :class:`InfiniRetriEngine`, a model it accepts (``LocalModel``, path, ...) or
+            ``None`` for the packaged default model (loaded lazily, once).
+        mode: ``"sentences"`` returns each kept sentence as a new ``TextNode`` (parent metadata plus
+            ``sentence_start``/``sentence_end``/``sentence_index``, a ``SOURCE`` relationship to the
+            parent, score = sentence score); ``"parents"`` returns the incoming nodes that hold kept
+            sentences, scored by their best sentence and sorted by score.
+        top_n: keep at most this many results (highest scores); ``None`` keeps all.
+        order: for ``mode="sentences"``: ``"document"`` (reading order, best as LLM context) or
+            ``"score"`` (best first, like rerankers).
+        **options: :class:`~infiniretri_integrations.RetrievalConfig` overrides for every call
+            (``top_k``, ``chunk_size``, ...).
+
+    Example:
+        >>> from llama_index.core import Document, SummaryIndex  # doctest: +SKIP
+        >>> index = SummaryIndex.from_documents([Document(text=long_text)])  # doctest: +SKIP
+        >>> engine = RetrieverQueryEngine.from_args(  # doctest: +SKIP
+        ...     index.as_retriever(), llm=InfiniRetriLLM(),
+        ...     node_postprocessors=[InfiniRetriNodePostprocessor(top_k=50)])
+        >>> InfiniRetriNodePostprocessor(mode="parents", top_n=3).class_name()
+        'InfiniRetriNodePostprocessor'
+    """
+
+    mode: Literal["sentences", "parents"] = Field(default="sentences", description="'sentences' or 'parents'.")
+    top_n: int | None = Field(default=None, description="Return at most this many nodes (None: all).")
+    order: Literal["document", "score"] = Field(default="document", description="Order of sentence nodes.")
+    retrieval_options: dict[str, Any] = Field(default_factory=dict, description="RetrievalConfig overrides.")
+
+    _engine: InfiniRetriEngine = PrivateAttr()
+
+    def __init__(
+        self,
+        engine: EngineLike = None,
+        *,
+        mode: Literal["sentences", "parents"] = "sentences",
+        top_n: int | None = None,
+        order: Literal["document", "score"] = "document",
+        **options: Any,
+    ) -> None:
+        if mode not in _MODES:
+            msg = f"mode must be one of {_MODES}, got {mode!r}"
+            raise ValueError(msg)
+        if order not in _ORDERS:
+            msg = f"order must be one of {_ORDERS}, got {order!r}"
+            raise ValueError(msg)
+        if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n <= 0):
+            msg = f"top_n must be None or a positive integer, got {top_n!r}"
+            raise ValueError(msg)
+        callback_manager = options.pop("callback_manager", None)
+        extra = {"callback_manager": callback_manager} if callback_manager is not None else {}
+        super().__init__(mode=mode, top_n=top_n, order=order, retrieval_options=validate_options(options), **extra)
+        self._engine = as_engine(engine)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "InfiniRetriNodePostprocessor"
+
+    @property
+    def engine(self) -> InfiniRetriEngine:
+        """The engine doing the retrieval (shares its model)."""
+        return self._engine
+
+    def _model_name(self) -> str:
+        return self._engine.local_model.name if self._engine.model_loaded else "infiniretri"
+
+    def _postprocess_nodes(
+        self,
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None = None,
+    ) -> list[NodeWithScore]:
+        dispatcher.event(
+            ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=self.top_n or len(nodes), model_name=self._model_name())
+        )
+        if query_bundle is None:
+            msg = f"{self.class_name()} needs the query: pass query_bundle or query_str, got {query_bundle!r}"
+            raise ValueError(msg)
+        if not nodes:
+            dispatcher.event(ReRankEndEvent(nodes=[]))
+            return []
+        with self.callback_manager.event(
+            CBEventType.RERANKING,
+            payload={
+                EventPayload.NODES: nodes,
+                EventPayload.MODEL_NAME: self._model_name(),
+                EventPayload.QUERY_STR: query_bundle.query_str,
+                EventPayload.TOP_K: self.top_n,
+            },
+        ) as event:
+            sentences, _ = select(self._engine, nodes, query_bundle.query_str, self.retrieval_options)
+            result = self._parents(nodes, sentences) if self.mode == "parents" else self._sentences(sentences)
+            event.on_end(payload={EventPayload.NODES: result})
+        dispatcher.event(ReRankEndEvent(nodes=result))
+        return result
+
+    def _sentences(self, sentences: list[NodeWithScore]) -> list[NodeWithScore]:
+        if self.top_n is not None and len(sentences) > self.top_n:
+            best = sorted(range(len(sentences)), key=lambda i: -(sentences[i].score or 0.0))[: self.top_n]
+            sentences = [sentences[i] for i in sorted(best)]
+        if self.order == "score":
+            sentences = sorted(sentences, key=lambda n: -(n.score or 0.0))
+        return sentences
+
+    def _parents(self, nodes: list[NodeWithScore], sentences: list[NodeWithScore]) -> list[NodeWithScore]:
+        best: dict[str, float] = {}
+        for sentence in sentences:
+            parent_id = sentence.node.source_node.node_id  # type: ignore[union-attr]
+            best[parent_id] = max(best.get(parent_id, float("-inf")), sentence.score or 0.0)
+        parents: list[NodeWithScore] = []
+        seen: set[str] = set()
+        for item in nodes:
+            node_id = item.node.node_id
+            if node_id in best and node_id not in seen:
+                seen.add(node_id)
+                parents.append(NodeWithScore(node=item.node, score=best[node_id]))
+        parents.sort(key=lambda n: -(n.score or 0.0))
+        return parents[: self.top_n] if self.top_n is not None else parents
