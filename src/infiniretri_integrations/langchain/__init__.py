@@ -1,0 +1,1 @@
+"""LangChain adapter (placeholder, filled below)."""
