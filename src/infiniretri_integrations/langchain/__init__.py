@@ -1,1 +1,46 @@
-"""LangChain adapter (placeholder, filled below)."""
+"""LangChain adapter for InfiniRetri: attention-driven sentence retrieval with a local LM.
+
+- :class:`InfiniRetriRetriever`: a retriever over a held corpus (``from_texts``/``from_documents``).
+- :class:`InfiniRetriCompressor`: a document compressor to swap into
+  ``langchain_classic.retrievers.ContextualCompressionRetriever`` (optional tiktoken budget).
+- :class:`InfiniRetriQA`: a runnable that retrieves and answers with the same model, streaming.
+- :func:`create_infiniretri_tool`: the retriever as an agent tool.
+
+All share one engine/model; nothing loads weights until the first query.
+
+Example:
+    >>> from infiniretri_integrations import InfiniRetriEngine
+    >>> from infiniretri_integrations.langchain import InfiniRetriCompressor, InfiniRetriRetriever
+    >>> engine = InfiniRetriEngine(top_k=50, chunk_size=512)  # no weights loaded yet
+    >>> retriever = InfiniRetriRetriever.from_texts(["Bob lives in Rome."], engine=engine, k=3)
+    >>> compressor = InfiniRetriCompressor(engine=engine, token_budget=500)
+    >>> engine.model_loaded
+    False
+"""
+
+from __future__ import annotations
+
+from infiniretri_integrations.langchain._common import (
+    PROGRESS_EVENT,
+    SENTENCES_EVENT,
+    count_tokens,
+    default_engine,
+    tiktoken_encoding,
+)
+from infiniretri_integrations.langchain.compressors import InfiniRetriCompressor, fit_token_budget
+from infiniretri_integrations.langchain.qa import InfiniRetriQA
+from infiniretri_integrations.langchain.retrievers import InfiniRetriRetriever
+from infiniretri_integrations.langchain.tools import create_infiniretri_tool
+
+__all__ = [
+    "PROGRESS_EVENT",
+    "SENTENCES_EVENT",
+    "InfiniRetriCompressor",
+    "InfiniRetriQA",
+    "InfiniRetriRetriever",
+    "count_tokens",
+    "create_infiniretri_tool",
+    "default_engine",
+    "fit_token_budget",
+    "tiktoken_encoding",
+]

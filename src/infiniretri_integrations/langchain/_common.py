@@ -196,7 +196,9 @@ def select_sentences(sentences: list[RetrievedSentence], k: int | None, group_by
     return [s for s in sentences if s.document_index in chosen]
 
 
-def build_documents(sentences: list[RetrievedSentence], sources: Sequence[Document], group_by: GroupBy) -> list[Document]:
+def build_documents(
+    sentences: list[RetrievedSentence], sources: Sequence[Document], group_by: GroupBy
+) -> list[Document]:
     """Output Documents in document order (by source index, then position)."""
     ordered = sorted(sentences, key=lambda s: (s.document_index, s.sentence_index))
     if group_by == "sentence":
@@ -265,7 +267,9 @@ def _has_parent_run(config: dict[str, Any]) -> bool:
     return isinstance(callbacks, BaseCallbackManager) and callbacks.parent_run_id is not None
 
 
-def retriever_config(run_manager: CallbackManagerForRetrieverRun | AsyncCallbackManagerForRetrieverRun) -> dict[str, Any]:
+def retriever_config(
+    run_manager: CallbackManagerForRetrieverRun | AsyncCallbackManagerForRetrieverRun,
+) -> dict[str, Any]:
     """A config whose callbacks are the retriever run's children (custom events attach to it)."""
     return {"callbacks": run_manager.get_child()}
 

@@ -1,0 +1,250 @@
+"""``InfiniRetriQA``: retrieve with attention, then answer with the same local model, streaming."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForChainRun,
+    CallbackManagerForChainRun,
+    adispatch_custom_event,
+    dispatch_custom_event,
+)
+from langchain_core.documents import Document
+from langchain_core.runnables import RunnableConfig, RunnableSerializable
+from langchain_core.runnables.utils import AddableDict
+from pydantic import ConfigDict, InstanceOf, field_validator, model_validator
+
+from infiniretri_integrations.core.config import LayerSpec, RetrievalConfig
+from infiniretri_integrations.core.engine import InfiniRetriEngine
+from infiniretri_integrations.core.types import RetrievalResult
+from infiniretri_integrations.langchain._common import (
+    SENTENCES_EVENT,
+    async_progress,
+    build_documents,
+    coerce_engine,
+    default_engine,
+    option_values,
+    retrieval_overrides,
+    sentences_payload,
+    sync_progress,
+    to_engine_documents,
+)
+
+QAInput = str | dict[str, Any]
+QAOutput = str | dict[str, Any]
+
+_DONE = object()
+
+
+def _as_documents(value: Any, name: str) -> list[Document]:
+    if isinstance(value, (str, Document)):
+        value = [value]
+    if not isinstance(value, Sequence):
+        msg = f"{name} must be a list of Documents or strings, got {type(value).__name__}: {value!r}"
+        raise TypeError(msg)
+    docs: list[Document] = []
+    for index, item in enumerate(value):
+        if isinstance(item, Document):
+            docs.append(item)
+        elif isinstance(item, str):
+            docs.append(Document(page_content=item))
+        else:
+            msg = f"{name}[{index}] must be a Document or a str, got {type(item).__name__}: {item!r}"
+            raise TypeError(msg)
+    return docs
+
+
+class InfiniRetriQA(RunnableSerializable[QAInput, QAOutput]):
+    """Question answering over long documents with one small local LM: its attention selects the
+    sentences (InfiniRetri), then it answers from them, token by token.
+
+    Input: a question ``str`` (documents bound with ``documents=``) or a dict
+    ``{"question": ..., "documents": [...]}`` (Documents or strings; overrides bound documents).
+    Output: the answer ``str``; with ``with_sources=True`` a dict ``{"answer", "sentences",
+    "stats"}`` where ``sentences`` are Documents shaped as :class:`InfiniRetriRetriever`'s output
+    and ``stats`` the engine's :class:`RetrievalStats`.
+
+    ``stream``/``astream`` yield the answer as the model generates it (with ``with_sources`` the
+    first chunk carries ``sentences`` and ``stats``, later chunks ``answer`` pieces). During a run
+    the custom events ``"infiniretri_progress"`` (after each chunk read) and
+    ``"infiniretri_sentences"`` (the kept sentences) are dispatched; see them with
+    ``astream_events(version="v2")``. Async methods run the model in worker threads; one model
+    serves concurrent calls one forward pass at a time.
+
+    Args:
+        engine: the engine (or a ``LocalModel``); ``None``: the shared default engine.
+        documents: documents bound at construction.
+        with_sources: return the answer with the kept sentences and statistics.
+        retrieval_config, top_k, chunk_size, phrase_window, max_cache_tokens,
+            max_sentence_tokens, scoring_layer, max_new_tokens: engine options.
+
+    Example:
+        >>> from infiniretri_integrations.langchain import InfiniRetriQA
+        >>> qa = InfiniRetriQA(documents=["Alice lives in Paris. Bob lives in Rome."], top_k=8, chunk_size=256)
+        >>> qa.invoke("Where does Bob live?")  # doctest: +SKIP
+        'Bob lives in Rome.'
+        >>> for piece in qa.stream("Where does Alice live?"):  # doctest: +SKIP
+        ...     print(piece, end="", flush=True)
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    engine: InstanceOf[InfiniRetriEngine] | None = None
+    documents: list[Document] | None = None
+    with_sources: bool = False
+    retrieval_config: InstanceOf[RetrievalConfig] | None = None
+    top_k: int | None = None
+    chunk_size: int | None = None
+    phrase_window: int | None = None
+    max_cache_tokens: int | None = None
+    max_sentence_tokens: int | None = None
+    scoring_layer: LayerSpec = None
+    max_new_tokens: int | None = None
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _coerce_engine(cls, value: Any) -> InfiniRetriEngine | None:
+        return coerce_engine(value)
+
+    @field_validator("documents", mode="before")
+    @classmethod
+    def _coerce_documents(cls, value: Any) -> list[Document] | None:
+        return None if value is None else _as_documents(value, "documents")
+
+    @model_validator(mode="after")
+    def _validate(self) -> InfiniRetriQA:
+        self.options()
+        return self
+
+    def get_engine(self) -> InfiniRetriEngine:
+        """The engine used (the shared default engine when none was given)."""
+        return self.engine if self.engine is not None else default_engine()
+
+    def options(self) -> dict[str, Any]:
+        """Per-call engine overrides (retrieval and generation)."""
+        values = option_values(self)
+        values["max_new_tokens"] = self.max_new_tokens
+        return retrieval_overrides(self.retrieval_config, values)
+
+    # ------------------------------------------------------------------ helpers
+    def _parse(self, value: QAInput) -> tuple[str, list[Document]]:
+        if isinstance(value, str):
+            question, documents = value, self.documents
+        elif isinstance(value, Mapping):
+            if "question" not in value:
+                msg = f"input dict must have a 'question' key (and optionally 'documents'), got keys {sorted(value)!r}"
+                raise ValueError(msg)
+            question = value["question"]
+            raw = value.get("documents")
+            documents = _as_documents(raw, "input['documents']") if raw is not None else self.documents
+        else:
+            msg = f"input must be a question str or a dict with 'question' and 'documents', got {type(value).__name__}: {value!r}"
+            raise TypeError(msg)
+        if documents is None:
+            msg = f"no documents for question {question!r}: bind documents=... or pass {{'question', 'documents'}}"
+            raise ValueError(msg)
+        return question, documents
+
+    def _retrieve(self, question: str, documents: list[Document], progress: Any) -> RetrievalResult:
+        return self.get_engine().retrieve(
+            to_engine_documents(documents), question, on_progress=progress, **self.options()
+        )
+
+    def _sources(self, result: RetrievalResult, documents: list[Document]) -> dict[str, Any]:
+        return {"sentences": build_documents(result.sentences, documents, "sentence"), "stats": result.stats}
+
+    def _output(self, answer: str, result: RetrievalResult, documents: list[Document]) -> QAOutput:
+        if not self.with_sources:
+            return answer
+        return {"answer": answer, **self._sources(result, documents)}
+
+    # ------------------------------------------------------------------ sync
+    def invoke(self, input: QAInput, config: RunnableConfig | None = None, **kwargs: Any) -> QAOutput:
+        """Retrieve, then answer (see the class docstring)."""
+        return self._call_with_config(self._invoke, input, config, run_type="chain")
+
+    def _invoke(self, input: QAInput, run_manager: CallbackManagerForChainRun, config: RunnableConfig) -> QAOutput:
+        question, documents = self._parse(input)
+        result = self._retrieve(question, documents, sync_progress(config))  # type: ignore[arg-type]
+        dispatch_custom_event(SENTENCES_EVENT, sentences_payload(result), config=config)
+        answer = self.get_engine().answer_from(result, question, **self.options())
+        return self._output(answer.text, result, documents)
+
+    def stream(self, input: QAInput, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[QAOutput]:
+        """Yield the answer's text pieces as they are generated (dict chunks with ``with_sources``)."""
+        yield from self._transform_stream_with_config(iter([input]), self._transform, config, run_type="chain")
+
+    def _transform(
+        self, inputs: Iterator[QAInput], run_manager: CallbackManagerForChainRun, config: RunnableConfig
+    ) -> Iterator[QAOutput]:
+        for value in inputs:
+            question, documents = self._parse(value)
+            result = self._retrieve(question, documents, sync_progress(config))  # type: ignore[arg-type]
+            dispatch_custom_event(SENTENCES_EVENT, sentences_payload(result), config=config)
+            if self.with_sources:
+                yield AddableDict(self._sources(result, documents))
+            for piece in self.get_engine().stream_from(result, question, **self.options()):
+                yield AddableDict(answer=piece) if self.with_sources else piece
+
+    # ------------------------------------------------------------------ async
+    async def ainvoke(self, input: QAInput, config: RunnableConfig | None = None, **kwargs: Any) -> QAOutput:
+        """Async :meth:`invoke`; the model runs in worker threads, the event loop stays free."""
+        return await self._acall_with_config(self._ainvoke, input, config, run_type="chain")
+
+    async def _ainvoke(
+        self, input: QAInput, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+    ) -> QAOutput:
+        question, documents = self._parse(input)
+        progress = async_progress(config, asyncio.get_running_loop())  # type: ignore[arg-type]
+        result = await asyncio.to_thread(self._retrieve, question, documents, progress)
+        await adispatch_custom_event(SENTENCES_EVENT, sentences_payload(result), config=config)
+        answer = await asyncio.to_thread(self.get_engine().answer_from, result, question, **self.options())
+        return self._output(answer.text, result, documents)
+
+    async def astream(
+        self, input: QAInput, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[QAOutput]:
+        """Async :meth:`stream`: text pieces as they are generated, without blocking the loop."""
+
+        async def single() -> AsyncIterator[QAInput]:
+            yield input
+
+        async for chunk in self._atransform_stream_with_config(single(), self._atransform, config, run_type="chain"):
+            yield chunk
+
+    async def _atransform(
+        self, inputs: AsyncIterator[QAInput], run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+    ) -> AsyncIterator[QAOutput]:
+        async for value in inputs:
+            question, documents = self._parse(value)
+            progress = async_progress(config, asyncio.get_running_loop())  # type: ignore[arg-type]
+            result = await asyncio.to_thread(self._retrieve, question, documents, progress)
+            await adispatch_custom_event(SENTENCES_EVENT, sentences_payload(result), config=config)
+            if self.with_sources:
+                yield AddableDict(self._sources(result, documents))
+            pieces = await asyncio.to_thread(self.get_engine().stream_from, result, question, **self.options())
+            try:
+                while True:
+                    piece = await asyncio.to_thread(next, pieces, _DONE)
+                    if piece is _DONE:
+                        break
+                    yield AddableDict(answer=piece) if self.with_sources else piece
+            finally:
+                close = getattr(pieces, "close", None)
+                if close is not None:
+                    await asyncio.to_thread(close)
+
+
+def stats_dict(stats: Any) -> dict[str, Any]:
+    """A plain dict of a :class:`RetrievalStats` (for JSON output).
+
+    Example:
+        >>> from infiniretri_integrations import RetrievalStats
+        >>> stats_dict(RetrievalStats(documents=2))["documents"]
+        2
+    """
+    return dataclasses.asdict(stats)
