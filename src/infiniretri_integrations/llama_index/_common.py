@@ -83,7 +83,12 @@ def sentence_node(sentence: RetrievedSentence, parent: NodeWithScore) -> NodeWit
     start = sentence.start + (len(raw) - len(raw.lstrip()))
     end = start + len(text)
     parent_node = parent.node
-    metadata = {**parent_node.metadata, SENTENCE_START_KEY: start, SENTENCE_END_KEY: end, SENTENCE_INDEX_KEY: sentence.sentence_index}
+    metadata = {
+        **parent_node.metadata,
+        SENTENCE_START_KEY: start,
+        SENTENCE_END_KEY: end,
+        SENTENCE_INDEX_KEY: sentence.sentence_index,
+    }
     excluded_llm = [*getattr(parent_node, "excluded_llm_metadata_keys", []), *PROVENANCE_KEYS]
     excluded_embed = [*getattr(parent_node, "excluded_embed_metadata_keys", []), *PROVENANCE_KEYS]
     parent_start = getattr(parent_node, "start_char_idx", None)

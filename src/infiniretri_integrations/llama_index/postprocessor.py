@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -97,7 +98,9 @@ class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
         query_bundle: QueryBundle | None = None,
     ) -> list[NodeWithScore]:
         dispatcher.event(
-            ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=self.top_n or len(nodes), model_name=self._model_name())
+            ReRankStartEvent(
+                query=query_bundle, nodes=nodes, top_n=self.top_n or len(nodes), model_name=self._model_name()
+            )
         )
         if query_bundle is None:
             msg = f"{self.class_name()} needs the query: pass query_bundle or query_str, got {query_bundle!r}"
@@ -119,6 +122,14 @@ class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
             event.on_end(payload={EventPayload.NODES: result})
         dispatcher.event(ReRankEndEvent(nodes=result))
         return result
+
+    async def _apostprocess_nodes(
+        self,
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None = None,
+    ) -> list[NodeWithScore]:
+        """Async: the chunk loop runs in a worker thread (the model lock serialises model use)."""
+        return await asyncio.to_thread(self._postprocess_nodes, nodes, query_bundle)
 
     def _sentences(self, sentences: list[NodeWithScore]) -> list[NodeWithScore]:
         if self.top_n is not None and len(sentences) > self.top_n:

@@ -1,0 +1,139 @@
+"""One call from loaded documents to a working InfiniRetri query engine."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.callbacks import CallbackManager
+from llama_index.core.indices.list import SummaryIndex
+from llama_index.core.llms import LLM
+from llama_index.core.node_parser import SentenceSplitter
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.query_engine import RetrieverQueryEngine
+from llama_index.core.schema import BaseNode, Document
+
+from infiniretri_integrations.llama_index._common import EngineLike
+from infiniretri_integrations.llama_index.synthesizer import InfiniRetriSynthesizer
+
+
+class InfiniRetriQueryEngine(RetrieverQueryEngine):
+    """A ``RetrieverQueryEngine`` whose synthesizer runs InfiniRetri over every retrieved node.
+
+    Build it with :meth:`from_documents` (or :meth:`from_nodes`): all text goes into a
+    ``SummaryIndex`` (no embeddings), whose retriever hands every node to
+    :class:`InfiniRetriSynthesizer`; the local model reads them chunk by chunk, keeps the sentences
+    the question attends to and answers from them (or ``llm`` does). ``query``, ``aquery`` and
+    streaming work as for any query engine; ``response.source_nodes`` are the kept sentences.
+
+    Example:
+        >>> from llama_index.core import Document
+        >>> from llama_index.core.tools import QueryEngineTool
+        >>> docs = [Document(text="Alice lives in Paris. Bob lives in Rome.", id_="people")]
+        >>> query_engine = InfiniRetriQueryEngine.from_documents(docs, top_k=20)
+        >>> tool = QueryEngineTool.from_defaults(query_engine, name="people", description="Who lives where.")
+        >>> str(query_engine.query("Where does Bob live?"))  # doctest: +SKIP
+        'Bob lives in Rome.'
+    """
+
+    @classmethod
+    def from_documents(
+        cls,
+        documents: Sequence[Document],
+        engine: EngineLike = None,
+        llm: LLM | None = None,
+        streaming: bool = False,
+        *,
+        node_chunk_size: int | None = None,
+        node_postprocessors: list[BaseNodePostprocessor] | None = None,
+        callback_manager: CallbackManager | None = None,
+        **options: Any,
+    ) -> InfiniRetriQueryEngine:
+        """Query engine over loaded ``documents``.
+
+        Args:
+            documents: LlamaIndex ``Document`` objects (e.g. from ``SimpleDirectoryReader``).
+            engine: an :class:`InfiniRetriEngine`, a model it accepts, or ``None`` (packaged model).
+            llm: LlamaIndex LLM that writes the answer from the kept sentences; ``None``: the local model.
+            streaming: return ``StreamingResponse`` objects.
+            node_chunk_size: split documents into nodes of about this many tokens (no overlap) with
+                ``SentenceSplitter``; ``None`` (default) keeps each document as one node, so the
+                sentences' spans and ``SOURCE`` links refer to the documents themselves.
+            node_postprocessors: applied to the nodes before synthesis.
+            callback_manager: LlamaIndex callback manager.
+            **options: :class:`~infiniretri_integrations.RetrievalConfig` overrides (``top_k``, ...).
+        """
+        documents = list(documents)
+        if not documents:
+            msg = f"documents is empty; expected at least one Document, got {documents!r}"
+            raise ValueError(msg)
+        for index, doc in enumerate(documents):
+            if not isinstance(doc, BaseNode):
+                msg = f"documents[{index}] must be a llama_index Document, got {type(doc).__name__}: {doc!r:.80}"
+                raise TypeError(msg)
+        if node_chunk_size is None:
+            nodes: list[BaseNode] = documents
+        else:
+            splitter = SentenceSplitter(chunk_size=node_chunk_size, chunk_overlap=0)
+            nodes = list(splitter.get_nodes_from_documents(documents))
+        return cls.from_nodes(
+            nodes,
+            engine=engine,
+            llm=llm,
+            streaming=streaming,
+            node_postprocessors=node_postprocessors,
+            callback_manager=callback_manager,
+            **options,
+        )
+
+    @classmethod
+    def from_nodes(
+        cls,
+        nodes: Sequence[BaseNode],
+        engine: EngineLike = None,
+        llm: LLM | None = None,
+        streaming: bool = False,
+        *,
+        node_postprocessors: list[BaseNodePostprocessor] | None = None,
+        callback_manager: CallbackManager | None = None,
+        **options: Any,
+    ) -> InfiniRetriQueryEngine:
+        """Query engine over ready-made nodes (all of them are read for every query)."""
+        index = SummaryIndex(nodes=list(nodes), callback_manager=callback_manager)
+        return cls.from_retriever(
+            index.as_retriever(),
+            engine=engine,
+            llm=llm,
+            streaming=streaming,
+            node_postprocessors=node_postprocessors,
+            callback_manager=callback_manager,
+            **options,
+        )
+
+    @classmethod
+    def from_retriever(
+        cls,
+        retriever: BaseRetriever,
+        engine: EngineLike = None,
+        llm: LLM | None = None,
+        streaming: bool = False,
+        *,
+        node_postprocessors: list[BaseNodePostprocessor] | None = None,
+        callback_manager: CallbackManager | None = None,
+        **options: Any,
+    ) -> InfiniRetriQueryEngine:
+        """Query engine reading whatever ``retriever`` returns (e.g. a vector index's top-k)."""
+        synthesizer = InfiniRetriSynthesizer(
+            engine, llm=llm, streaming=streaming, callback_manager=callback_manager, **options
+        )
+        return cls(
+            retriever=retriever,
+            response_synthesizer=synthesizer,
+            node_postprocessors=node_postprocessors,
+            callback_manager=callback_manager,
+        )
+
+    @property
+    def synthesizer(self) -> InfiniRetriSynthesizer:
+        return self._response_synthesizer  # type: ignore[return-value]

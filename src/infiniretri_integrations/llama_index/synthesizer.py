@@ -1,0 +1,184 @@
+"""Response synthesizer that runs the InfiniRetri chunk loop over all nodes, then answers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from llama_index.core.base.response.schema import RESPONSE_TYPE
+from llama_index.core.callbacks import CallbackManager
+from llama_index.core.indices.prompt_helper import ChatPromptHelper, PromptHelper
+from llama_index.core.llms import LLM
+from llama_index.core.prompts import BasePromptTemplate
+from llama_index.core.prompts.mixin import PromptDictType, PromptMixinType
+from llama_index.core.response_synthesizers import BaseSynthesizer, CompactAndRefine
+from llama_index.core.schema import NodeWithScore, QueryBundle, QueryType
+from llama_index.core.types import RESPONSE_TEXT_TYPE
+
+from infiniretri_integrations.core.engine import InfiniRetriEngine
+from infiniretri_integrations.core.types import RetrievalResult, join_sentences
+from infiniretri_integrations.llama_index._common import EngineLike, aiterate, as_engine, select, validate_options
+from infiniretri_integrations.llama_index.llm import InfiniRetriLLM
+
+_RETRIEVAL_KEY = "infiniretri_retrieval"
+
+
+class InfiniRetriSynthesizer(BaseSynthesizer):
+    """Read every node chunk by chunk with InfiniRetri, keep the attended sentences, answer from them.
+
+    The response's ``source_nodes`` are the kept sentences (``TextNode`` objects with a ``SOURCE``
+    relationship to the node they came from, the parent's metadata and the character span in it).
+
+    Args:
+        engine: an :class:`InfiniRetriEngine`, a model it accepts, or ``None`` for the packaged
+            default model (loaded lazily, once).
+        llm: a LlamaIndex LLM to write the answer from the kept sentences (through
+            ``CompactAndRefine``). ``None`` (default) answers with the same local model, with the
+            reference prompt; never a network model.
+        streaming: return a streaming response (real token streaming with the local model).
+        text_qa_template, refine_template: prompts for the ``llm`` path.
+        callback_manager: LlamaIndex callback manager.
+        **options: :class:`~infiniretri_integrations.RetrievalConfig` overrides (``top_k``,
+            ``chunk_size``, ``max_new_tokens``, ...) for every call.
+
+    Example:
+        >>> synthesizer = InfiniRetriSynthesizer(top_k=50, chunk_size=512)
+        >>> synthesizer.uses_local_model
+        True
+        >>> response = synthesizer.synthesize("Where does Bob live?", nodes)  # doctest: +SKIP
+        >>> [n.node.text for n in response.source_nodes]  # doctest: +SKIP
+        ['Bob lives in Rome.']
+    """
+
+    def __init__(
+        self,
+        engine: EngineLike = None,
+        llm: LLM | None = None,
+        *,
+        streaming: bool = False,
+        text_qa_template: BasePromptTemplate | None = None,
+        refine_template: BasePromptTemplate | None = None,
+        callback_manager: CallbackManager | None = None,
+        **options: Any,
+    ) -> None:
+        if llm is not None and not isinstance(llm, LLM):
+            msg = f"llm must be a LlamaIndex LLM or None (use the local model), got {type(llm).__name__}: {llm!r}"
+            raise TypeError(msg)
+        self._engine = as_engine(engine)
+        self._options = validate_options(options)
+        self._external: CompactAndRefine | None = None
+        if llm is None:
+            local = InfiniRetriLLM(
+                self._engine, max_new_tokens=self._engine.config.replace(**self._options).max_new_tokens
+            )
+            # explicit prompt helpers: the base class would otherwise load the model to read its window
+            super().__init__(
+                llm=local,
+                callback_manager=callback_manager,
+                prompt_helper=PromptHelper(),
+                chat_prompt_helper=ChatPromptHelper(),
+                streaming=streaming,
+            )
+        else:
+            super().__init__(llm=llm, callback_manager=callback_manager, streaming=streaming)
+            self._external = CompactAndRefine(
+                llm=llm,
+                callback_manager=self._callback_manager,
+                text_qa_template=text_qa_template,
+                refine_template=refine_template,
+                streaming=streaming,
+            )
+
+    @property
+    def engine(self) -> InfiniRetriEngine:
+        return self._engine
+
+    @property
+    def uses_local_model(self) -> bool:
+        """True when answers come from the local model (no ``llm`` given)."""
+        return self._external is None
+
+    def _get_prompts(self) -> PromptDictType:
+        return {}
+
+    def _update_prompts(self, prompts: PromptDictType) -> None:
+        """Prompts of the ``llm`` path are updated through the ``synthesizer`` sub-module."""
+
+    def _get_prompt_modules(self) -> PromptMixinType:
+        return {"synthesizer": self._external} if self._external is not None else {}
+
+    # ------------------------------------------------------------------ entry points
+    def synthesize(
+        self,
+        query: QueryType,
+        nodes: list[NodeWithScore],
+        additional_source_nodes: Sequence[NodeWithScore] | None = None,
+        **response_kwargs: Any,
+    ) -> RESPONSE_TYPE:
+        """Select sentences from ``nodes`` for ``query``, answer, report the sentences as sources."""
+        if not nodes:
+            return super().synthesize(query, nodes, additional_source_nodes, **response_kwargs)
+        sentences, retrieval = select(self._engine, nodes, _query_str(query), self._options)
+        response_kwargs[_RETRIEVAL_KEY] = retrieval
+        return super().synthesize(query, sentences, additional_source_nodes, **response_kwargs)
+
+    async def asynthesize(
+        self,
+        query: QueryType,
+        nodes: list[NodeWithScore],
+        additional_source_nodes: Sequence[NodeWithScore] | None = None,
+        **response_kwargs: Any,
+    ) -> RESPONSE_TYPE:
+        """Async :meth:`synthesize`: the chunk loop and generation run in worker threads."""
+        if not nodes:
+            return await super().asynthesize(query, nodes, additional_source_nodes, **response_kwargs)
+        sentences, retrieval = await asyncio.to_thread(select, self._engine, nodes, _query_str(query), self._options)
+        response_kwargs[_RETRIEVAL_KEY] = retrieval
+        return await super().asynthesize(query, sentences, additional_source_nodes, **response_kwargs)
+
+    # ------------------------------------------------------------------ answering
+    def _retrieval(self, query_str: str, text_chunks: Sequence[str], kwargs: dict[str, Any]) -> RetrievalResult:
+        retrieval = kwargs.pop(_RETRIEVAL_KEY, None)
+        if retrieval is None:  # called directly with plain text chunks
+            retrieval = self._engine.retrieve(list(text_chunks), query_str, **self._options)
+        return retrieval
+
+    def get_response(self, query_str: str, text_chunks: Sequence[str], **response_kwargs: Any) -> RESPONSE_TEXT_TYPE:
+        """Answer ``query_str`` from the sentences InfiniRetri keeps in ``text_chunks``."""
+        retrieval = self._retrieval(query_str, text_chunks, response_kwargs)
+        if self._external is not None:
+            return self._external.get_response(query_str, _grouped(retrieval), **response_kwargs)
+        if self._streaming:
+            return self._engine.stream_from(retrieval, query_str, **self._options)
+        return self._engine.answer_from(retrieval, query_str, **self._options).text
+
+    async def aget_response(
+        self, query_str: str, text_chunks: Sequence[str], **response_kwargs: Any
+    ) -> RESPONSE_TEXT_TYPE:
+        """Async :meth:`get_response`; streaming yields an async generator."""
+        if _RETRIEVAL_KEY not in response_kwargs:
+            response_kwargs[_RETRIEVAL_KEY] = await asyncio.to_thread(
+                self._engine.retrieve, list(text_chunks), query_str, **self._options
+            )
+        retrieval = self._retrieval(query_str, text_chunks, response_kwargs)
+        if self._external is not None:
+            return await self._external.aget_response(query_str, _grouped(retrieval), **response_kwargs)
+        if self._streaming:
+            return aiterate(self._engine.stream_from(retrieval, query_str, **self._options))
+        answer = await asyncio.to_thread(self._engine.answer_from, retrieval, query_str, **self._options)
+        return answer.text
+
+
+def _query_str(query: QueryType) -> str:
+    if isinstance(query, str):
+        return query
+    if isinstance(query, QueryBundle):
+        return query.query_str
+    msg = f"query must be a str or QueryBundle, got {type(query).__name__}: {query!r}"
+    raise TypeError(msg)
+
+
+def _grouped(retrieval: RetrievalResult) -> list[str]:
+    """Kept sentences as one text chunk per source node (reading order)."""
+    return [join_sentences(group) for group in retrieval.by_document().values()]
