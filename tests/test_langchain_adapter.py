@@ -47,7 +47,7 @@ DOCS = [
 
 @pytest.fixture(scope="module")
 def engine(real_lm: Any) -> InfiniRetriEngine:
-    return InfiniRetriEngine(real_lm, chunk_size=256, top_k=24, max_new_tokens=20)
+    return InfiniRetriEngine(real_lm, chunk_size=256, top_k=24, max_new_tokens=12)
 
 
 def _check_provenance(docs: list[Document], sources: list[Document]) -> None:
@@ -236,7 +236,7 @@ async def test_qa_astream_events_show_progress_and_sentences(engine: InfiniRetri
 
 async def test_qa_concurrent_async_calls_match_sequential(engine: InfiniRetriEngine) -> None:
     qa = InfiniRetriQA(engine=engine, documents=DOCS)
-    questions = [QUESTION, "Where does Bob live?", "What does Carol play?"]
+    questions = [QUESTION, "Where does Bob live?"]
     sequential = [qa.invoke(q) for q in questions]
     ticks = 0
 
