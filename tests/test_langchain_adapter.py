@@ -292,3 +292,20 @@ def test_tool_returns_retrieved_text(engine: InfiniRetriEngine) -> None:
     assert isinstance(output, str) and NEEDLE in output
     with pytest.raises(TypeError, match="BaseRetriever"):
         create_infiniretri_tool("not a retriever")  # type: ignore[arg-type]
+
+
+def test_importable_without_llama_index() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['llama_index'] = None; sys.modules['llama_index.core'] = None\n"
+        "import infiniretri_integrations.langchain as m\n"
+        "from infiniretri_integrations.langchain._common import _llama_index_tiktoken_cache\n"
+        "assert _llama_index_tiktoken_cache() is None\n"
+        "assert 'llama_index.core.utils' not in sys.modules\n"
+        "print(m.InfiniRetriCompressor.__name__)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "InfiniRetriCompressor"
