@@ -8,17 +8,18 @@ import pytest
 
 pytest.importorskip("llama_index.core")
 
-from llama_index.core import Settings, SummaryIndex  # noqa: E402
-from llama_index.core.instrumentation import get_dispatcher  # noqa: E402
-from llama_index.core.node_parser import SentenceSplitter  # noqa: E402
-from llama_index.core.instrumentation.event_handlers import BaseEventHandler  # noqa: E402
-from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent  # noqa: E402
-from llama_index.core.query_engine import RetrieverQueryEngine  # noqa: E402
-from llama_index.core.schema import Document, NodeRelationship, NodeWithScore, TextNode  # noqa: E402
+from llama_index.core import Settings, SummaryIndex
+from llama_index.core.bridge.pydantic import Field
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+from llama_index.core.node_parser import SentenceSplitter
+from llama_index.core.query_engine import RetrieverQueryEngine
+from llama_index.core.schema import Document, NodeRelationship, NodeWithScore, TextNode
 
-from infiniretri_integrations import InfiniRetriEngine  # noqa: E402
-from infiniretri_integrations.evaluation.niah import build_case  # noqa: E402
-from infiniretri_integrations.llama_index import (  # noqa: E402
+from infiniretri_integrations import InfiniRetriEngine
+from infiniretri_integrations.evaluation.niah import build_case
+from infiniretri_integrations.llama_index import (
     InfiniRetriLLM,
     InfiniRetriNodePostprocessor,
     InfiniRetriQueryEngine,
@@ -68,7 +69,7 @@ def engine(real_lm):
 
 
 class _Recorder(BaseEventHandler):
-    events: list = []
+    events: list = Field(default_factory=list)
 
     @classmethod
     def class_name(cls) -> str:
@@ -103,7 +104,6 @@ def test_postprocessor_in_retriever_query_engine(engine, needle):
     assert len(parents) > len(docs)
     query_engine = RetrieverQueryEngine.from_args(retriever, llm=llm, node_postprocessors=[postprocessor])
     recorder = _Recorder()
-    recorder.events = []
     root = get_dispatcher()
     root.add_event_handler(recorder)
     try:

@@ -8,16 +8,16 @@ import pytest
 
 pytest.importorskip("llama_index.core")
 
-from llama_index.core.base.llms.types import CompletionResponse, LLMMetadata  # noqa: E402
-from llama_index.core.base.response.schema import AsyncStreamingResponse, Response, StreamingResponse  # noqa: E402
-from llama_index.core.llms.callbacks import llm_completion_callback  # noqa: E402
-from llama_index.core.llms.custom import CustomLLM  # noqa: E402
-from llama_index.core.schema import Document, NodeRelationship, QueryBundle  # noqa: E402
-from llama_index.core.tools import QueryEngineTool  # noqa: E402
+from llama_index.core.base.llms.types import CompletionResponse, LLMMetadata
+from llama_index.core.base.response.schema import AsyncStreamingResponse, Response, StreamingResponse
+from llama_index.core.llms.callbacks import llm_completion_callback
+from llama_index.core.llms.custom import CustomLLM
+from llama_index.core.schema import Document, NodeRelationship, QueryBundle
+from llama_index.core.tools import QueryEngineTool
 
-from infiniretri_integrations import InfiniRetriEngine  # noqa: E402
-from infiniretri_integrations.evaluation.niah import answer_has_facts, build_case  # noqa: E402
-from infiniretri_integrations.llama_index import InfiniRetriQueryEngine  # noqa: E402
+from infiniretri_integrations import InfiniRetriEngine
+from infiniretri_integrations.evaluation.niah import answer_has_facts, build_case
+from infiniretri_integrations.llama_index import InfiniRetriQueryEngine
 
 OPTIONS = {"chunk_size": 256, "top_k": 12, "max_new_tokens": 24}
 
@@ -106,14 +106,12 @@ class ScriptedReActLLM(CustomLLM):
     """Plays a fixed ReAct script: call the tool once, then answer with what it returned."""
 
     calls: int = 0
-    prompts: list = []
 
     @property
     def metadata(self) -> LLMMetadata:
         return LLMMetadata(model_name="scripted-react", is_chat_model=False)
 
     def _next(self, prompt: str) -> str:
-        self.prompts.append(prompt)
         self.calls += 1
         if self.calls == 1:
             return (
