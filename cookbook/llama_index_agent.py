@@ -53,7 +53,8 @@ class ScriptedReActLLM(CustomLLM):
                 "Thought: The loaded document should answer this. I need to use a tool.\n"
                 f"Action: {self.tool_name}\nAction Input: {json.dumps({'input': self.question})}"
             )
-        observation = prompt.rsplit("Observation:", 1)[-1].strip()
+        # the last observation, without the chat roles that the default messages_to_prompt appends
+        observation = prompt.rsplit("Observation:", 1)[-1].split("\nassistant:", 1)[0].strip()
         return f"Thought: I can answer without using any more tools.\nAnswer: {observation}"
 
     @llm_completion_callback()
@@ -63,7 +64,11 @@ class ScriptedReActLLM(CustomLLM):
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
         text = self._reply(prompt)
-        return iter([CompletionResponse(text=text, delta=text)])
+
+        def gen() -> CompletionResponseGen:  # llm_completion_callback needs a generator, not an iterator
+            yield CompletionResponse(text=text, delta=text)
+
+        return gen()
 
 
 async def run(agent: ReActAgent, user_msg: str) -> None:
