@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Generator, Iterator, Mapping, Sequence
 from typing import Any
 
 from llama_index.core.schema import MetadataMode, NodeRelationship, NodeWithScore, TextNode
@@ -115,7 +115,17 @@ def select(
     return [sentence_node(s, nodes[s.document_index]) for s in result.sentences], result
 
 
-async def aiterate(pieces: Iterator[str]) -> AsyncIterator[str]:
+def iterate(pieces: Iterator[str]) -> Generator[str, None, None]:
+    """A blocking iterator as a generator (what LlamaIndex streaming responses expect)."""
+    try:
+        yield from pieces
+    finally:
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            close()
+
+
+async def aiterate(pieces: Iterator[str]) -> AsyncGenerator[str, None]:
     """Drive a blocking iterator from a worker thread, one item at a time."""
     done = object()
     try:
@@ -123,7 +133,7 @@ async def aiterate(pieces: Iterator[str]) -> AsyncIterator[str]:
             piece = await asyncio.to_thread(next, pieces, done)
             if piece is done:
                 break
-            yield piece  # type: ignore[misc]
+            yield piece  # type: ignore[misc]  # narrowed from object
     finally:
         close = getattr(pieces, "close", None)
         if close is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -120,13 +120,18 @@ class InfiniRetriLLM(CustomLLM):
     def _render_messages(self, messages: Sequence[ChatMessage]) -> str:
         if self._chat_template():
             rendered = [{"role": m.role.value, "content": m.content or ""} for m in messages]
-            return self.local_model.tokenizer.apply_chat_template(rendered, tokenize=False, add_generation_prompt=True)
-        return self.messages_to_prompt(messages)
+            text = self.local_model.tokenizer.apply_chat_template(rendered, tokenize=False, add_generation_prompt=True)
+            return cast(str, text)
+        to_prompt = self.messages_to_prompt
+        if to_prompt is None:
+            return "\n".join(f"{m.role.value}: {m.content or ''}" for m in messages) + "\nassistant: "
+        return to_prompt(messages)
 
     def _prompt_ids(self, prompt: str, formatted: bool) -> list[int]:
         """Token ids for a completion prompt: unformatted prompts become one user message."""
         if not formatted:
-            prompt = self.completion_to_prompt(prompt)
+            to_prompt = self.completion_to_prompt
+            prompt = to_prompt(prompt) if to_prompt is not None else prompt
             if self._chat_template():
                 messages = [ChatMessage(role=MessageRole.USER, content=prompt)]
                 if self.system_prompt:

@@ -77,7 +77,9 @@ class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
             raise ValueError(msg)
         callback_manager = options.pop("callback_manager", None)
         extra = {"callback_manager": callback_manager} if callback_manager is not None else {}
-        super().__init__(mode=mode, top_n=top_n, order=order, retrieval_options=validate_options(options), **extra)
+        super().__init__(  # type: ignore[call-arg]  # pydantic fields
+            mode=mode, top_n=top_n, order=order, retrieval_options=validate_options(options), **extra
+        )
         self._engine = as_engine(engine)
 
     @classmethod

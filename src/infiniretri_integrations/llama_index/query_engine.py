@@ -72,8 +72,9 @@ class InfiniRetriQueryEngine(RetrieverQueryEngine):
             if not isinstance(doc, BaseNode):
                 msg = f"documents[{index}] must be a llama_index Document, got {type(doc).__name__}: {doc!r:.80}"
                 raise TypeError(msg)
+        nodes: list[BaseNode]
         if node_chunk_size is None:
-            nodes: list[BaseNode] = documents
+            nodes = list(documents)
         else:
             splitter = SentenceSplitter(chunk_size=node_chunk_size, chunk_overlap=0)
             nodes = list(splitter.get_nodes_from_documents(documents))

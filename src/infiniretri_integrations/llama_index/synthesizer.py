@@ -18,7 +18,14 @@ from llama_index.core.types import RESPONSE_TEXT_TYPE
 
 from infiniretri_integrations.core.engine import InfiniRetriEngine
 from infiniretri_integrations.core.types import RetrievalResult, join_sentences
-from infiniretri_integrations.llama_index._common import EngineLike, aiterate, as_engine, select, validate_options
+from infiniretri_integrations.llama_index._common import (
+    EngineLike,
+    aiterate,
+    as_engine,
+    iterate,
+    select,
+    validate_options,
+)
 from infiniretri_integrations.llama_index.llm import InfiniRetriLLM
 
 _RETRIEVAL_KEY = "infiniretri_retrieval"
@@ -150,7 +157,7 @@ class InfiniRetriSynthesizer(BaseSynthesizer):
         if self._external is not None:
             return self._external.get_response(query_str, _grouped(retrieval), **response_kwargs)
         if self._streaming:
-            return self._engine.stream_from(retrieval, query_str, **self._options)
+            return iterate(self._engine.stream_from(retrieval, query_str, **self._options))
         return self._engine.answer_from(retrieval, query_str, **self._options).text
 
     async def aget_response(
