@@ -51,7 +51,7 @@ def stdlib_docstrings() -> str:
     for name in _STDLIB_MODULES:
         try:
             module = importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - a module missing on this platform is simply left out
+        except Exception:
             continue
         members: list[Any] = [module]
         members += [member for key, member in sorted(vars(module).items()) if not key.startswith("_")]
@@ -89,7 +89,8 @@ def build_case(
     question: str = STANDARD_QUESTION,
 ) -> NeedleCase:
     """Insert ``needle`` into the first ``context_tokens`` tokens of ``haystack`` (repeated if
-    too short) at the sentence boundary at or before ``depth_percent`` of the text.
+    too short) at the sentence boundary at or before ``depth_percent`` of the text (also at 100%:
+    the needle then precedes the body's last, possibly cut, sentence).
 
     The result has exactly ``context_tokens`` tokens when tokenized piecewise (haystack prefix,
     needle, haystack suffix), as the standard harness counts them.
@@ -123,12 +124,13 @@ def build_case(
 
 
 def _sentence_boundary(text: str, offsets: Sequence[Sequence[int]], target: int, limit: int) -> int:
-    """The last token index <= target that starts right after a sentence end (0 or limit at edges)."""
+    """The last token index <= min(target, limit) that starts right after a sentence end (0 if
+    none); ``limit`` itself counts when the body ends exactly at a sentence end."""
     if target <= 0:
         return 0
-    if target >= limit:
-        return limit
-    for index in range(target, 0, -1):
+    for index in range(min(target, limit), 0, -1):
+        if index >= len(offsets):
+            return index  # the very end of the text
         start = offsets[index][0]
         previous = text[max(0, start - 3) : start].rstrip()
         if previous.endswith((".", "?", "!", "\n")) or text[start - 1 : start] == "\n":
