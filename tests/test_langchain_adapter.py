@@ -322,3 +322,17 @@ def test_importable_without_llama_index() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "InfiniRetriCompressor"
+
+
+async def test_qa_astream_with_sources_and_early_stop(engine: InfiniRetriEngine) -> None:
+    qa = InfiniRetriQA(engine=engine, documents=DOCS, with_sources=True)
+    final = None
+    async for chunk in qa.astream(QUESTION):
+        final = chunk if final is None else final + chunk
+    assert final is not None and final["answer"] == qa.invoke(QUESTION)["answer"]
+    assert NEEDLE in [d.page_content for d in final["sentences"]]
+    plain = InfiniRetriQA(engine=engine, documents=DOCS)
+    stream = plain.stream(QUESTION)
+    first = next(stream)
+    stream.close()  # stops the generation worker instead of hanging
+    assert first and final["answer"].startswith(first)

@@ -230,7 +230,7 @@ class InfiniRetriQA(RunnableSerializable[QAInput, QAOutput]):
             try:
                 while True:
                     piece = await asyncio.to_thread(next, pieces, _DONE)
-                    if piece is _DONE:
+                    if not isinstance(piece, str):  # _DONE
                         break
                     yield AddableDict(answer=piece) if self.with_sources else piece
             finally:
