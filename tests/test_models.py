@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from infiniretri_integrations.core import models
+from infiniretri_integrations.core.models import LocalModel, resolve_device, resolve_dtype
+
+
+def test_device_never_defaults_to_missing_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device().type == "cpu"
+    assert resolve_device("cpu").type == "cpu"
+
+
+def test_dtype_follows_cpu_support(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(models, "cpu_supports_bf16", lambda: True)
+    assert resolve_dtype(cpu) is torch.bfloat16
+    monkeypatch.setattr(models, "cpu_supports_bf16", lambda: False)
+    assert resolve_dtype(cpu) is torch.float32
+    assert resolve_dtype(cpu, "float16") is torch.float16
+    with pytest.raises(ValueError, match="got 'fp33'"):
+        resolve_dtype(cpu, "fp33")
+
+
+def test_cuda_dtype(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert resolve_dtype(torch.device("cuda")) is torch.float16
+
+
+def test_cache_dir_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("INFINIRETRI_CACHE_DIR", str(tmp_path))
+    assert models.cache_dir() == tmp_path
+
+
+def test_local_model_rejects_non_models(tokenizer):
+    with pytest.raises(TypeError, match="model must be a transformers causal LM"):
+        LocalModel(model=object(), tokenizer=tokenizer)  # type: ignore[arg-type]
+
+
+def test_missing_gguf_file_is_named(tmp_path):
+    missing = tmp_path / "nothing.gguf"
+    with pytest.raises(FileNotFoundError, match="nothing.gguf"):
+        models.load_model(missing)
+
+
+def test_lock_is_shared_per_model(tiny_llama, tokenizer):
+    again = LocalModel(model=tiny_llama.model, tokenizer=tokenizer)
+    assert again.lock is tiny_llama.lock
+    assert again.fingerprint() == tiny_llama.fingerprint() or again.name != tiny_llama.name
+
+
+def test_load_model_from_saved_folder(tiny_llama, tmp_path):
+    tiny_llama.model.save_pretrained(tmp_path)
+    tiny_llama.tokenizer.save_pretrained(tmp_path)
+    loaded = models.load_model(tmp_path, dtype="float32")
+    assert loaded.num_layers == tiny_llama.num_layers
+    assert loaded.model.config._attn_implementation == "sdpa"

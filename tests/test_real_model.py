@@ -1,0 +1,113 @@
+"""Capabilities on the real packaged model (SmolLM2-135M-Instruct)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+from infiniretri_integrations import InfiniRetriEngine, SourceDocument
+from infiniretri_integrations.evaluation.niah import answer_has_facts, build_case, load_haystack, needle_retrieved
+
+pytestmark = pytest.mark.real_model
+
+
+@pytest.fixture(scope="module")
+def haystack(request) -> str:
+    """The Paul Graham essays when the shared data is present, else stdlib docstrings."""
+    from tests.conftest import SHARED_DATA
+
+    essays = SHARED_DATA / "niah_paulgraham" / "PaulGrahamEssays"
+    return load_haystack(essays if essays.is_dir() else None)
+
+
+@pytest.fixture(scope="module")
+def engine(real_lm):
+    return InfiniRetriEngine(real_lm)
+
+
+def test_default_model_facts(real_lm):
+    assert real_lm.num_layers == 30
+    assert real_lm.default_scoring_layer is not None
+    assert real_lm.device.type == "cpu"
+    assert real_lm.context_window == 8192
+
+
+@pytest.mark.parametrize("depth", [0, 25, 50, 75, 100])
+def test_needle_retrieved_and_answered_16k(engine, real_lm, haystack, depth):
+    case = build_case(haystack, real_lm.tokenizer, 16_000, depth)
+    answer = engine.answer([SourceDocument(case.text, id="hay")], case.question)
+    kept = [s.text for s in answer.retrieval.sentences]
+    assert needle_retrieved(kept, case.needle), f"needle lost at depth {depth}"
+    needle_hits = [s for s in answer.retrieval.sentences if "Dolores Park" in s.text]
+    assert needle_hits and needle_hits[0].start <= case.needle_start + len(case.needle)
+    assert answer.retrieval.stats.kept_tokens < 0.15 * answer.retrieval.stats.input_tokens
+    assert answer_has_facts(answer.text), answer.text
+
+
+def test_streaming_matches_blocking_answer(engine):
+    docs = ["Marie Curie won two Nobel Prizes. She was born in Warsaw in 1867. She worked in Paris."]
+    result = engine.retrieve(docs, "Where was Marie Curie born?")
+    pieces = list(engine.stream_from(result))
+    assert len(pieces) > 1
+    assert "".join(pieces) == engine.answer_from(result).text
+    assert "Warsaw" in "".join(pieces)
+
+
+def test_stream_answer_carries_retrieval(engine):
+    stream = engine.stream_answer(["The vault code is 4172. The weather is mild."], "What is the vault code?")
+    text = "".join(stream)
+    assert text == stream.text and "4172" in text
+    assert any("4172" in s.text for s in stream.retrieval.sentences)
+
+
+def test_concurrent_calls_on_one_engine_equal_sequential(engine, haystack, real_lm):
+    cases = [build_case(haystack, real_lm.tokenizer, 3000, depth) for depth in (10, 90)]
+    jobs = [(c.text, q) for c in cases for q in (c.question, "What did the author learn?")]
+    def run(job):
+        return [(s.start, s.end, round(s.score, 4)) for s in engine.retrieve([job[0]], job[1])]
+    sequential = [run(job) for job in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        parallel = list(pool.map(run, jobs))
+    assert parallel == sequential
+
+
+def test_stream_early_close_releases_model(engine):
+    result = engine.retrieve(["Paris is the capital of France. Rome is in Italy."], "What is the capital of France?")
+    stream = engine.stream_from(result, max_new_tokens=64)
+    next(stream)
+    stream.close()
+    assert engine.local_model.lock.acquire(timeout=30)
+    engine.local_model.lock.release()
+
+
+def test_cjk_and_code_documents(engine):
+    cjk = "北京是中国的首都。上海是最大的城市。长城很长。" * 20
+    code = "\n".join(f"def handler_{i}(request):\n    return route(request, {i})" for i in range(80))
+    result = engine.retrieve([cjk, code], "中国的首都是哪里?")
+    assert result.sentences
+    assert all([cjk, code][s.document_index][s.start : s.end] == s.text for s in result.sentences)
+
+
+def test_gguf_weights_cached_for_fast_reload(real_lm, monkeypatch):
+    """The second load reads the de-quantised safetensors, not the GGUF file."""
+    import transformers
+
+    from infiniretri_integrations.core.models import _converted_gguf_dir, default_model_path, load_model
+
+    converted = _converted_gguf_dir(default_model_path())
+    assert (converted / "config.json").is_file()
+    calls = []
+    original = transformers.AutoModelForCausalLM.from_pretrained
+
+    def spy(source, *args, **kwargs):
+        calls.append((str(source), kwargs.get("gguf_file")))
+        return original(source, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
+    reloaded = load_model(None, dtype="float32")
+    assert calls == [(str(converted), None)]
+    assert reloaded.dtype == torch.float32
+    assert reloaded.fingerprint() == real_lm.fingerprint()
+    assert "quantization_config" not in reloaded.model.config.to_dict()
