@@ -1,0 +1,343 @@
+"""Speed benchmark, measured side by side in one run on the same model and inputs:
+
+1. this engine (default settings, and optionally with the last layer as the reference uses);
+2. the authors' package ``infini-retri==0.0.3`` (when installed) with the same model, chunk size,
+   top-K and phrase window;
+3. the floor: a plain forward pass (SDPA kernel, no LM head) over exactly the token sequences the
+   engine fed, through the scoring layer.
+
+Prints seconds per 1K input tokens, ratios (engine / floor, reference / engine), peak memory,
+whether the needle was found, and how far the kept sentences agree with the reference's. Writes
+JSON for comparisons across runs.
+
+Example::
+
+    python -m infiniretri_integrations.benchmark --essays ../shared/data/niah_paulgraham/PaulGrahamEssays \\
+        --lengths 8000 32000 128000 --reference-lengths 8000 --json results/bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from infiniretri_integrations.core import engine as engine_module
+from infiniretri_integrations.core.config import RetrievalConfig
+from infiniretri_integrations.core.engine import InfiniRetriEngine
+from infiniretri_integrations.core.models import LocalModel, load_model
+from infiniretri_integrations.core.segmentation import sentence_spans
+from infiniretri_integrations.evaluation.niah import build_case, load_haystack, needle_retrieved
+
+
+@dataclass
+class Measurement:
+    method: str
+    context_tokens: int
+    depth_percent: float
+    seconds: float
+    input_tokens: int
+    peak_memory_mb: float | None
+    needle_found: bool | None
+    kept_tokens: int | None = None
+    forward_passes: int | None = None
+    agreement_with_reference: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds_per_1k(self) -> float:
+        return 1000.0 * self.seconds / max(1, self.input_tokens)
+
+
+# ---------------------------------------------------------------- memory
+def _reset_peak_memory(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _peak_memory_mb(device: torch.device) -> float | None:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+@contextmanager
+def _measured(device: torch.device) -> Iterator[dict[str, float | None]]:
+    record: dict[str, float | None] = {}
+    _reset_peak_memory(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    yield record
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    record["seconds"] = time.perf_counter() - started
+    record["peak_memory_mb"] = _peak_memory_mb(device)
+
+
+# ---------------------------------------------------------------- methods
+def run_engine(lm: LocalModel, text: str, question: str, config: RetrievalConfig, needle: str) -> tuple[Measurement, list[list[int]], list[str]]:
+    """The engine, recording the exact token sequences it fed to the model."""
+    sequences: list[list[int]] = []
+    original = engine_module.score_rows
+
+    def recording(model: LocalModel, input_ids: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        sequences.append(input_ids[0].tolist())
+        return original(model, input_ids, *args, **kwargs)
+
+    engine = InfiniRetriEngine(lm, config=config, show_progress=False)
+    engine_module.score_rows = recording  # type: ignore[assignment]
+    try:
+        with _measured(lm.device) as record:
+            result = engine.retrieve([text], question)
+    finally:
+        engine_module.score_rows = original  # type: ignore[assignment]
+    kept = [s.text for s in result.sentences]
+    measurement = Measurement(
+        method="engine",
+        context_tokens=0,
+        depth_percent=0,
+        seconds=float(record["seconds"] or 0.0),
+        input_tokens=result.stats.input_tokens,
+        peak_memory_mb=record["peak_memory_mb"],
+        needle_found=needle_retrieved(kept, needle),
+        kept_tokens=result.stats.kept_tokens,
+        forward_passes=result.stats.chunks,
+        extra={"scoring_layers": list(result.stats.scoring_layers), "dtype": str(lm.dtype)},
+    )
+    return measurement, sequences, kept
+
+
+def run_floor(lm: LocalModel, sequences: Sequence[Sequence[int]], through_layer: int, input_tokens: int) -> Measurement:
+    """Plain forward passes (the model's SDPA attention, no LM head) over ``sequences``, stopping
+    after ``through_layer``: the least work any implementation of the method must do."""
+    base = lm.model.get_decoder() if hasattr(lm.model, "get_decoder") else lm.model.model
+    layers = base.layers
+    base.layers = layers[: through_layer + 1]
+    try:
+        with _measured(lm.device) as record, lm.lock, torch.inference_mode():
+            for ids in sequences:
+                base(input_ids=torch.tensor([list(ids)], device=lm.device), use_cache=False)
+    finally:
+        base.layers = layers
+    return Measurement(
+        method="floor",
+        context_tokens=0,
+        depth_percent=0,
+        seconds=float(record["seconds"] or 0.0),
+        input_tokens=input_tokens,
+        peak_memory_mb=record["peak_memory_mb"],
+        needle_found=None,
+        forward_passes=len(sequences),
+        extra={"through_layer": through_layer},
+    )
+
+
+def run_reference(lm: LocalModel, text: str, question: str, config: RetrievalConfig, needle: str, input_tokens: int) -> tuple[Measurement, str]:
+    """The authors' package on the same model (it requires eager attention and output_attentions)."""
+    from infini_retri.pipline import Pipline
+
+    model = lm.model
+    previous = model.config._attn_implementation
+    model.config._attn_implementation = "eager"
+    try:
+        pipeline = Pipline(
+            model=model,
+            tokenizer=lm.tokenizer,
+            config={"topk": config.top_k, "phrase_token_num": config.phrase_window, "chunk_size": config.chunk_size},
+        )
+        with _measured(lm.device) as record, lm.lock:
+            _, info = pipeline.generate2(
+                data_dict={"context": text, "question": question},
+                prompt=config.prompt_template,
+                gen_name="bench",
+                max_new_tokens=1,
+            )
+    finally:
+        model.config._attn_implementation = previous
+    kept_text = _reference_kept_text(info["input_text"], config.prompt_template)
+    measurement = Measurement(
+        method="reference",
+        context_tokens=0,
+        depth_percent=0,
+        seconds=float(record["seconds"] or 0.0),
+        input_tokens=input_tokens,
+        peak_memory_mb=record["peak_memory_mb"],
+        needle_found=" ".join(needle.split()) in " ".join(kept_text.split()),
+        kept_tokens=len(lm.tokenizer(kept_text, add_special_tokens=False)["input_ids"]),
+        extra={"note": "includes one generated token"},
+    )
+    return measurement, kept_text
+
+
+def _reference_kept_text(prompt_text: str, template: str) -> str:
+    head = template.split("{context}")[0]
+    between = template.split("{context}")[1].split("{question}")[0]
+    start = prompt_text.find(head)
+    body = prompt_text[start + len(head) :] if start >= 0 else prompt_text
+    end = body.rfind(between)
+    return body[:end] if end >= 0 else body
+
+
+def sentence_agreement(ours: Sequence[str], reference_text: str) -> float:
+    """Jaccard overlap of the two kept sets, as normalised sentences."""
+
+    def normalise(text: str) -> str:
+        return re.sub(r"\s+", " ", text).strip()
+
+    theirs = {normalise(reference_text[s:e]) for s, e in sentence_spans(reference_text)} - {""}
+    mine = set()
+    for text in ours:
+        mine |= {normalise(text[s:e]) for s, e in sentence_spans(text)} - {""}
+    if not mine and not theirs:
+        return 1.0
+    return len(mine & theirs) / len(mine | theirs)
+
+
+# ---------------------------------------------------------------- driver
+def run(
+    lm: LocalModel,
+    haystack: str,
+    lengths: Sequence[int],
+    reference_lengths: Sequence[int],
+    depths: Sequence[float],
+    config: RetrievalConfig,
+    compare_last_layer: bool,
+    log: Callable[[str], None] = print,
+) -> list[Measurement]:
+    results: list[Measurement] = []
+    warm = build_case(haystack, lm.tokenizer, 2000, 50)
+    run_engine(lm, warm.text, warm.question, config, warm.needle)  # warm-up (kernels, allocator)
+    for length in lengths:
+        for depth in depths:
+            case = build_case(haystack, lm.tokenizer, length, depth)
+            variants = [("engine", config)]
+            if compare_last_layer:
+                variants.append(("engine_last_layer", config.replace(scoring_layer=-1)))
+            kept_by_variant: dict[str, list[str]] = {}
+            for name, variant_config in variants:
+                measurement, sequences, kept = run_engine(lm, case.text, case.question, variant_config, case.needle)
+                measurement.method, measurement.context_tokens, measurement.depth_percent = name, length, depth
+                kept_by_variant[name] = kept
+                results.append(measurement)
+                log(_line(measurement))
+                floor = run_floor(lm, sequences, max(measurement.extra["scoring_layers"]), measurement.input_tokens)
+                floor.method, floor.context_tokens, floor.depth_percent = f"floor[{name}]", length, depth
+                floor.extra["engine_over_floor"] = measurement.seconds / floor.seconds
+                results.append(floor)
+                log(_line(floor) + f"   engine/floor = {measurement.seconds / floor.seconds:.2f}x")
+            if length in reference_lengths:
+                reference, kept_text = run_reference(lm, case.text, case.question, config, case.needle, results[-2].input_tokens)
+                reference.context_tokens, reference.depth_percent = length, depth
+                for name, kept in kept_by_variant.items():
+                    reference.extra[f"agreement[{name}]"] = sentence_agreement(kept, kept_text)
+                    engine_result = next(r for r in results if r.method == name and r.context_tokens == length and r.depth_percent == depth)
+                    engine_result.agreement_with_reference = reference.extra[f"agreement[{name}]"]
+                    reference.extra[f"reference_over[{name}]"] = reference.seconds / engine_result.seconds
+                results.append(reference)
+                log(_line(reference) + "   " + ", ".join(f"{k} = {v:.2f}" for k, v in reference.extra.items() if k != "note"))
+    return results
+
+
+def _line(m: Measurement) -> str:
+    memory = f"{m.peak_memory_mb:8.0f} MB" if m.peak_memory_mb is not None else "      n/a"
+    found = {True: "found", False: "LOST", None: "-"}[m.needle_found]
+    return (
+        f"{m.method:22s} {m.context_tokens:>8d} tok  depth {m.depth_percent:5.1f}%  {m.seconds:8.1f} s  "
+        f"{m.seconds_per_1k:6.3f} s/1K  peak {memory}  needle {found:5s}"
+    )
+
+
+def summary_table(results: Sequence[Measurement]) -> str:
+    """Markdown table: per length, mean s/1K per method and the ratios."""
+    rows = ["| tokens | method | s per 1K tokens | peak MB | needle found | ratio |", "|---:|---|---:|---:|---:|---|"]
+    for length in sorted({r.context_tokens for r in results}):
+        at = [r for r in results if r.context_tokens == length]
+        for method in dict.fromkeys(r.method for r in at):
+            group = [r for r in at if r.method == method]
+            per_1k = sum(r.seconds_per_1k for r in group) / len(group)
+            peak = max((r.peak_memory_mb or 0.0) for r in group)
+            found = [r.needle_found for r in group if r.needle_found is not None]
+            ratio = ""
+            if method.startswith("floor["):
+                ratio = "engine/floor {:.2f}x".format(sum(r.extra["engine_over_floor"] for r in group) / len(group))
+            elif method == "reference":
+                ratio = "reference/engine {:.1f}x".format(sum(r.extra["reference_over[engine]"] for r in group) / len(group))
+                if any("agreement[engine_last_layer]" in r.extra for r in group):
+                    ratio += ", kept-sentence Jaccard vs engine(last layer) {:.2f}".format(
+                        sum(r.extra["agreement[engine_last_layer]"] for r in group) / len(group)
+                    )
+            found_text = f"{sum(found)}/{len(found)}" if found else "-"
+            rows.append(f"| {length} | {method} | {per_1k:.3f} | {peak:.0f} | {found_text} | {ratio} |")
+    return "\n".join(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infiniretri_integrations.benchmark", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="model folder or .gguf (default: packaged SmolLM2-135M-Instruct)")
+    parser.add_argument("--essays", type=Path, default=None, help="Paul Graham essays folder (default: stdlib docstrings)")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[8000, 32000, 128000])
+    parser.add_argument("--reference-lengths", type=int, nargs="*", default=[8000], help="lengths at which to run infini-retri (slow)")
+    parser.add_argument("--depths", type=float, nargs="+", default=[50.0])
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--dtype", default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--no-last-layer", action="store_true", help="skip the engine run with the reference's last layer")
+    parser.add_argument("--json", type=Path, default=None, help="write all measurements here")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    reference_lengths = list(args.reference_lengths)
+    if reference_lengths:
+        try:
+            import infini_retri  # noqa: F401
+        except ImportError:
+            print("infini-retri is not installed (pip install infini-retri==0.0.3 scipy seaborn matplotlib tqdm); skipping it")
+            reference_lengths = []
+    lm = load_model(args.model, device=args.device, dtype=args.dtype)
+    haystack = load_haystack(args.essays)
+    machine = f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads, {lm.device}, {lm.dtype}".strip()
+    print(f"# {lm.name} on {machine}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}")
+    results = run(lm, haystack, args.lengths, reference_lengths, args.depths, RetrievalConfig(), not args.no_last_layer)
+    table = summary_table(results)
+    print("\n" + table)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "model": lm.name,
+            "machine": machine,
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            "torch": torch.__version__,
+            "results": [asdict(r) | {"seconds_per_1k": r.seconds_per_1k} for r in results],
+            "table": table,
+        }
+        args.json.write_text(json.dumps(payload, indent=1))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
