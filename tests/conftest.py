@@ -53,8 +53,15 @@ def _tiny(kind: str, tokenizer, dtype=None):
     from infiniretri_integrations import LocalModel
 
     torch.manual_seed(0)
-    common = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_attention_heads=4,
-                  num_key_value_heads=2, head_dim=16, max_position_embeddings=4096)
+    common = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=4096,
+    )
     if kind == "llama":
         model = LlamaForCausalLM(LlamaConfig(num_hidden_layers=4, **common))
     else:

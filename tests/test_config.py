@@ -8,7 +8,15 @@ from infiniretri_integrations.core.attention import resolve_layers
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("top_k", 0), ("top_k", -3), ("chunk_size", 0), ("phrase_window", 0), ("top_k", 2.5), ("max_cache_tokens", 0), ("top_k", True)],
+    [
+        ("top_k", 0),
+        ("top_k", -3),
+        ("chunk_size", 0),
+        ("phrase_window", 0),
+        ("top_k", 2.5),
+        ("max_cache_tokens", 0),
+        ("top_k", True),
+    ],
 )
 def test_invalid_numbers_name_the_value(field, value):
     with pytest.raises(ValueError, match=rf"{field} must be a positive integer, got {value!r}"):

@@ -11,9 +11,17 @@ from infiniretri_integrations import InfiniRetriEngine, SourceDocument
 from infiniretri_integrations.core import attention
 
 DOCS = [
-    SourceDocument("The river Thames flows through London. It is 346 km long. Boats carry tourists daily.", id="thames", metadata={"kind": "river", "n": 1}),
+    SourceDocument(
+        "The river Thames flows through London. It is 346 km long. Boats carry tourists daily.",
+        id="thames",
+        metadata={"kind": "river", "n": 1},
+    ),
     SourceDocument("   \n  ", id="blank", metadata={"kind": "empty"}),
-    SourceDocument("Mount Fuji is in Japan. Its height is 3776 metres. Snow covers it in winter.", id="fuji", metadata={"kind": "mountain"}),
+    SourceDocument(
+        "Mount Fuji is in Japan. Its height is 3776 metres. Snow covers it in winter.",
+        id="fuji",
+        metadata={"kind": "mountain"},
+    ),
 ]
 
 
@@ -38,7 +46,9 @@ def test_provenance_ids_metadata_order_and_spans(engine):
 
 
 def test_accepts_texts_and_mappings(engine):
-    result = engine.retrieve(["Plain text one. Two.", {"page_content": "Mapped text. More.", "id": 7, "metadata": {"a": 1}}], "What?")
+    result = engine.retrieve(
+        ["Plain text one. Two.", {"page_content": "Mapped text. More.", "id": 7, "metadata": {"a": 1}}], "What?"
+    )
     assert {s.document_id for s in result.sentences} <= {None, "7"}
     assert all(s.metadata == {"a": 1} for s in result.sentences if s.document_index == 1)
 
@@ -120,18 +130,32 @@ def test_cache_cap_and_memory_bound(tiny_llama, stdlib_haystack):
 
 def test_progress_callback_reports_every_chunk(engine):
     seen = []
-    result = engine.retrieve([DOCS[0].text * 10], "How long is the Thames?", on_progress=lambda p, kept: seen.append((p, len(kept))))
+    result = engine.retrieve(
+        [DOCS[0].text * 10], "How long is the Thames?", on_progress=lambda p, kept: seen.append((p, len(kept)))
+    )
     assert [p.chunk_index for p, _ in seen] == list(range(result.stats.chunks))
     assert seen[-1][0].tokens_read == result.stats.input_tokens
     assert seen[-1][1] == len(result.sentences)
 
 
 def test_concurrent_calls_match_sequential(engine):
-    questions = ["How high is Mount Fuji?", "How long is the Thames?", "What covers Fuji in winter?", "Who rides boats?"]
+    questions = [
+        "How high is Mount Fuji?",
+        "How long is the Thames?",
+        "What covers Fuji in winter?",
+        "Who rides boats?",
+    ]
     docs = [DOCS[0].text * 4, DOCS[2].text * 4]
-    sequential = [[(s.document_index, s.sentence_index, round(s.score, 5)) for s in engine.retrieve(docs, q)] for q in questions]
+    sequential = [
+        [(s.document_index, s.sentence_index, round(s.score, 5)) for s in engine.retrieve(docs, q)] for q in questions
+    ]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        parallel = list(pool.map(lambda q: [(s.document_index, s.sentence_index, round(s.score, 5)) for s in engine.retrieve(docs, q)], questions * 2))
+        parallel = list(
+            pool.map(
+                lambda q: [(s.document_index, s.sentence_index, round(s.score, 5)) for s in engine.retrieve(docs, q)],
+                questions * 2,
+            )
+        )
     assert parallel == sequential * 2
 
 
@@ -155,6 +179,17 @@ def test_float64_and_bfloat16_models_run(tokenizer):
     from infiniretri_integrations import LocalModel
 
     for dtype in (torch.bfloat16, torch.float64):
-        model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1)).to(dtype)
-        result = InfiniRetriEngine(LocalModel(model=model, tokenizer=tokenizer), chunk_size=64, max_sentence_tokens=32, top_k=4).retrieve(["One two. Three four. Five six."], "Q?")
+        model = LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=len(tokenizer),
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                num_key_value_heads=1,
+            )
+        ).to(dtype)
+        result = InfiniRetriEngine(
+            LocalModel(model=model, tokenizer=tokenizer), chunk_size=64, max_sentence_tokens=32, top_k=4
+        ).retrieve(["One two. Three four. Five six."], "Q?")
         assert result.sentences

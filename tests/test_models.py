@@ -21,7 +21,7 @@ def test_dtype_follows_cpu_support(monkeypatch):
     monkeypatch.setattr(models, "cpu_supports_bf16", lambda: False)
     assert resolve_dtype(cpu) is torch.float32
     assert resolve_dtype(cpu, "float16") is torch.float16
-    with pytest.raises(ValueError, match="got 'fp33'"):
+    with pytest.raises(ValueError, match=r"got 'fp33'"):
         resolve_dtype(cpu, "fp33")
 
 
@@ -42,7 +42,7 @@ def test_local_model_rejects_non_models(tokenizer):
 
 def test_missing_gguf_file_is_named(tmp_path):
     missing = tmp_path / "nothing.gguf"
-    with pytest.raises(FileNotFoundError, match="nothing.gguf"):
+    with pytest.raises(FileNotFoundError, match=r"nothing\.gguf"):
         models.load_model(missing)
 
 

@@ -65,8 +65,10 @@ def test_stream_answer_carries_retrieval(engine):
 def test_concurrent_calls_on_one_engine_equal_sequential(engine, haystack, real_lm):
     cases = [build_case(haystack, real_lm.tokenizer, 3000, depth) for depth in (10, 90)]
     jobs = [(c.text, q) for c in cases for q in (c.question, "What did the author learn?")]
+
     def run(job):
         return [(s.start, s.end, round(s.score, 4)) for s in engine.retrieve([job[0]], job[1])]
+
     sequential = [run(job) for job in jobs]
     with ThreadPoolExecutor(max_workers=4) as pool:
         parallel = list(pool.map(run, jobs))

@@ -105,7 +105,10 @@ def test_select_sentences_keeps_whole_sentences():
 def test_forward_stops_at_scoring_layer(tiny_llama):
     """Layers after the scoring layer never run."""
     ran: list[int] = []
-    hooks = [layer.register_forward_pre_hook(lambda m, a, i=i: ran.append(i)) for i, layer in enumerate(tiny_llama.model.model.layers)]
+    hooks = [
+        layer.register_forward_pre_hook(lambda m, a, i=i: ran.append(i))
+        for i, layer in enumerate(tiny_llama.model.model.layers)
+    ]
     try:
         score_rows(tiny_llama, torch.tensor([[1, 2, 3, 4, 5, 6]]), 3, [1])
     finally:

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from infiniretri_integrations.core.chunking import pack_chunks
-from infiniretri_integrations.core.segmentation import sentence_spans, segment_documents
+from infiniretri_integrations.core.segmentation import segment_documents, sentence_spans
 
 
 def texts(text: str) -> list[str]:
@@ -26,7 +28,7 @@ def test_spans_cover_text_exactly(text):
     spans = sentence_spans(text)
     assert "".join(text[s:e] for s, e in spans) == text
     assert all(text[s:e].strip() for s, e in spans)
-    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
 
 
 def test_sentence_rules():
@@ -89,4 +91,4 @@ def test_pack_chunks_never_splits_a_sentence(tokenizer):
     chunks = pack_chunks(sentences, 100)
     assert [s for c in chunks for s in c] == sentences
     assert all(sum(s.token_count for s in c) <= 100 for c in chunks)
-    assert all(sum(s.token_count for s in a) + b[0].token_count > 100 for a, b in zip(chunks, chunks[1:], strict=False))
+    assert all(sum(s.token_count for s in a) + b[0].token_count > 100 for a, b in itertools.pairwise(chunks))

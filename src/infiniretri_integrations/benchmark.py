@@ -26,7 +26,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,10 +66,8 @@ def _reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         return
-    try:
+    with suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
 
 
 def _peak_memory_mb(device: torch.device) -> float | None:
@@ -99,7 +97,9 @@ def _measured(device: torch.device) -> Iterator[dict[str, float | None]]:
 
 
 # ---------------------------------------------------------------- methods
-def run_engine(lm: LocalModel, text: str, question: str, config: RetrievalConfig, needle: str) -> tuple[Measurement, list[list[int]], list[str]]:
+def run_engine(
+    lm: LocalModel, text: str, question: str, config: RetrievalConfig, needle: str
+) -> tuple[Measurement, list[list[int]], list[str]]:
     """The engine, recording the exact token sequences it fed to the model."""
     sequences: list[list[int]] = []
     original = engine_module.score_rows
@@ -156,7 +156,9 @@ def run_floor(lm: LocalModel, sequences: Sequence[Sequence[int]], through_layer:
     )
 
 
-def run_reference(lm: LocalModel, text: str, question: str, config: RetrievalConfig, needle: str, input_tokens: int) -> tuple[Measurement, str]:
+def run_reference(
+    lm: LocalModel, text: str, question: str, config: RetrievalConfig, needle: str, input_tokens: int
+) -> tuple[Measurement, str]:
     """The authors' package on the same model (it requires eager attention and output_attentions)."""
     from infini_retri.pipline import Pipline
 
@@ -250,15 +252,25 @@ def run(
                 results.append(floor)
                 log(_line(floor) + f"   engine/floor = {measurement.seconds / floor.seconds:.2f}x")
             if length in reference_lengths:
-                reference, kept_text = run_reference(lm, case.text, case.question, config, case.needle, results[-2].input_tokens)
+                reference, kept_text = run_reference(
+                    lm, case.text, case.question, config, case.needle, results[-2].input_tokens
+                )
                 reference.context_tokens, reference.depth_percent = length, depth
                 for name, kept in kept_by_variant.items():
                     reference.extra[f"agreement[{name}]"] = sentence_agreement(kept, kept_text)
-                    engine_result = next(r for r in results if r.method == name and r.context_tokens == length and r.depth_percent == depth)
+                    engine_result = next(
+                        r
+                        for r in results
+                        if r.method == name and r.context_tokens == length and r.depth_percent == depth
+                    )
                     engine_result.agreement_with_reference = reference.extra[f"agreement[{name}]"]
                     reference.extra[f"reference_over[{name}]"] = reference.seconds / engine_result.seconds
                 results.append(reference)
-                log(_line(reference) + "   " + ", ".join(f"{k} = {v:.2f}" for k, v in reference.extra.items() if k != "note"))
+                log(
+                    _line(reference)
+                    + "   "
+                    + ", ".join(f"{k} = {v:.2f}" for k, v in reference.extra.items() if k != "note")
+                )
     return results
 
 
@@ -285,7 +297,9 @@ def summary_table(results: Sequence[Measurement]) -> str:
             if method.startswith("floor["):
                 ratio = "engine/floor {:.2f}x".format(sum(r.extra["engine_over_floor"] for r in group) / len(group))
             elif method == "reference":
-                ratio = "reference/engine {:.1f}x".format(sum(r.extra["reference_over[engine]"] for r in group) / len(group))
+                ratio = "reference/engine {:.1f}x".format(
+                    sum(r.extra["reference_over[engine]"] for r in group) / len(group)
+                )
                 if any("agreement[engine_last_layer]" in r.extra for r in group):
                     ratio += ", kept-sentence Jaccard vs engine(last layer) {:.2f}".format(
                         sum(r.extra["agreement[engine_last_layer]"] for r in group) / len(group)
@@ -296,16 +310,24 @@ def summary_table(results: Sequence[Measurement]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infiniretri_integrations.benchmark", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m infiniretri_integrations.benchmark", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--model", default=None, help="model folder or .gguf (default: packaged SmolLM2-135M-Instruct)")
-    parser.add_argument("--essays", type=Path, default=None, help="Paul Graham essays folder (default: stdlib docstrings)")
+    parser.add_argument(
+        "--essays", type=Path, default=None, help="Paul Graham essays folder (default: stdlib docstrings)"
+    )
     parser.add_argument("--lengths", type=int, nargs="+", default=[8000, 32000, 128000])
-    parser.add_argument("--reference-lengths", type=int, nargs="*", default=[8000], help="lengths at which to run infini-retri (slow)")
+    parser.add_argument(
+        "--reference-lengths", type=int, nargs="*", default=[8000], help="lengths at which to run infini-retri (slow)"
+    )
     parser.add_argument("--depths", type=float, nargs="+", default=[50.0])
     parser.add_argument("--device", default=None)
     parser.add_argument("--dtype", default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
-    parser.add_argument("--no-last-layer", action="store_true", help="skip the engine run with the reference's last layer")
+    parser.add_argument(
+        "--no-last-layer", action="store_true", help="skip the engine run with the reference's last layer"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write all measurements here")
     args = parser.parse_args(argv)
     if args.threads:
@@ -315,7 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             import infini_retri  # noqa: F401
         except ImportError:
-            print("infini-retri is not installed (pip install infini-retri==0.0.3 scipy seaborn matplotlib tqdm); skipping it")
+            print(
+                "infini-retri is not installed (pip install infini-retri==0.0.3 scipy seaborn matplotlib tqdm); skipping it"
+            )
             reference_lengths = []
     lm = load_model(args.model, device=args.device, dtype=args.dtype)
     haystack = load_haystack(args.essays)

@@ -29,13 +29,17 @@ from infiniretri_integrations.evaluation.niah import (
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m infiniretri_integrations.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m infiniretri_integrations.demo", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--essays", type=Path, help="folder of Paul Graham essays (the standard NIH haystack)")
     parser.add_argument("--files", type=Path, nargs="+", help="your own text files (replaces the needle haystack)")
     parser.add_argument("--question", default=None, help=f"question (default: {STANDARD_QUESTION!r})")
     parser.add_argument("--tokens", type=int, default=32_000, help="haystack length in tokens (default 32000)")
     parser.add_argument("--depth", type=float, default=50.0, help="needle depth in percent (default 50)")
-    parser.add_argument("--model", default=None, help="model folder or .gguf file (default: packaged SmolLM2-135M-Instruct)")
+    parser.add_argument(
+        "--model", default=None, help="model folder or .gguf file (default: packaged SmolLM2-135M-Instruct)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -51,7 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     needle_text = None
     if args.files:
         documents = [
-            SourceDocument(text=path.read_text(encoding="utf-8", errors="replace"), id=str(path), metadata={"source": str(path)})
+            SourceDocument(
+                text=path.read_text(encoding="utf-8", errors="replace"), id=str(path), metadata={"source": str(path)}
+            )
             for path in args.files
         ]
         question = args.question or STANDARD_QUESTION

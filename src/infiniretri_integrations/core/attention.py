@@ -10,6 +10,7 @@ forward stops: later layers and the LM head are never run.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -186,11 +187,8 @@ def score_rows(
     capture = _Capture(layers=frozenset(layers), row_start=row_start, heads=tuple(heads) if heads is not None else None)
     token = _ACTIVE.set(capture)
     try:
-        with lm.lock, torch.inference_mode(), _capturing(lm.model):
-            try:
-                lm.model(input_ids=input_ids.to(lm.device), use_cache=False, logits_to_keep=1)
-            except _StopForward:
-                pass
+        with lm.lock, torch.inference_mode(), _capturing(lm.model), contextlib.suppress(_StopForward):
+            lm.model(input_ids=input_ids.to(lm.device), use_cache=False, logits_to_keep=1)
     finally:
         _ACTIVE.reset(token)
     missing = set(layers) - set(capture.rows)

@@ -114,9 +114,13 @@ def _validate_layer_spec(spec: object) -> None:
         return
     if isinstance(spec, int) and not isinstance(spec, bool):
         return
-    if isinstance(spec, Sequence) and not isinstance(spec, str):
-        if spec and all(isinstance(x, int) and not isinstance(x, bool) for x in spec):
-            return
+    if (
+        isinstance(spec, Sequence)
+        and not isinstance(spec, str)
+        and spec
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in spec)
+    ):
+        return
     msg = f"scoring_layer must be None, 'auto', a layer index or a non-empty sequence of layer indices, got {spec!r}"
     raise ValueError(msg)
 

@@ -183,7 +183,13 @@ class InfiniRetriEngine:
                 kept, best = select_sentences(scores, token_sentence, cfg.top_k)
                 cache = _fit_budget([_Kept(candidates[i], float(best[i])) for i in kept.tolist()], budget)
                 read += sum(s.token_count for s in chunk)
-                logger.debug("chunk %d/%d: %d context tokens, kept %d sentences", index + 1, len(chunks), len(context_ids), len(cache))
+                logger.debug(
+                    "chunk %d/%d: %d context tokens, kept %d sentences",
+                    index + 1,
+                    len(chunks),
+                    len(context_ids),
+                    len(cache),
+                )
                 if progress_bar is not None:
                     progress_bar.update(1)
                 if on_progress is not None:
@@ -208,7 +214,11 @@ class InfiniRetriEngine:
         stats.seconds = time.perf_counter() - started
         logger.info(
             "Read %d tokens in %d chunks, kept %d sentences (%d tokens) in %.1fs",
-            stats.input_tokens, stats.chunks, stats.kept_sentences, stats.kept_tokens, stats.seconds,
+            stats.input_tokens,
+            stats.chunks,
+            stats.kept_sentences,
+            stats.kept_tokens,
+            stats.seconds,
         )
         return RetrievalResult(question=question, sentences=retrieved, stats=stats, documents=docs)
 
@@ -268,7 +278,12 @@ class InfiniRetriEngine:
         cfg = self.config.replace(**overrides) if overrides else self.config
         ids = self.build_answer_prompt(result.context, question, **overrides)
         generated = generate(self.local_model, ids, cfg.max_new_tokens)
-        return Answer(text=generated.text, retrieval=result, generation_seconds=generated.seconds, generated_tokens=generated.tokens)
+        return Answer(
+            text=generated.text,
+            retrieval=result,
+            generation_seconds=generated.seconds,
+            generated_tokens=generated.tokens,
+        )
 
     def answer(self, documents: Iterable[DocumentLike] | DocumentLike, question: str, **overrides: Any) -> Answer:
         """Retrieve, then answer from the kept sentences with the same model.
@@ -280,7 +295,9 @@ class InfiniRetriEngine:
         result = self.retrieve(documents, question, **overrides)
         return self.answer_from(result, question, **overrides)
 
-    def stream_from(self, retrieval: RetrievalResult | str, question: str | None = None, **overrides: Any) -> Iterator[str]:
+    def stream_from(
+        self, retrieval: RetrievalResult | str, question: str | None = None, **overrides: Any
+    ) -> Iterator[str]:
         """Stream the answer's text pieces for an existing retrieval (or context string)."""
         result = retrieval if isinstance(retrieval, RetrievalResult) else _context_only(retrieval, question)
         question = question if question is not None else result.question
@@ -288,7 +305,9 @@ class InfiniRetriEngine:
         ids = self.build_answer_prompt(result.context, question, **overrides)
         return stream_generate(self.local_model, ids, cfg.max_new_tokens)
 
-    def stream_answer(self, documents: Iterable[DocumentLike] | DocumentLike, question: str, **overrides: Any) -> AnswerStream:
+    def stream_answer(
+        self, documents: Iterable[DocumentLike] | DocumentLike, question: str, **overrides: Any
+    ) -> AnswerStream:
         """Retrieve, then stream the answer; the returned iterator also carries ``.retrieval``."""
         result = self.retrieve(documents, question, **overrides)
         return AnswerStream(result, self.stream_from(result, question, **overrides))
@@ -350,7 +369,16 @@ def _context_only(context: str, question: str | None) -> RetrievalResult:
     if question is None:
         msg = "question is required when answering from a context string"
         raise ValueError(msg)
-    sentence = RetrievedSentence(text=context, score=0.0, document_index=0, document_id=None, sentence_index=0, start=0, end=len(context), token_count=0)
+    sentence = RetrievedSentence(
+        text=context,
+        score=0.0,
+        document_index=0,
+        document_id=None,
+        sentence_index=0,
+        start=0,
+        end=len(context),
+        token_count=0,
+    )
     return RetrievalResult(question=question, sentences=[sentence] if context else [], stats=RetrievalStats())
 
 
@@ -388,7 +416,9 @@ def normalize_documents(documents: Iterable[DocumentLike] | DocumentLike) -> lis
                 msg = f"document {index} must have a str 'text' (or 'page_content'), got {type(text).__name__}"
                 raise TypeError(msg)
             raw_id = item.get("id")
-            doc = SourceDocument(text=text, id=None if raw_id is None else str(raw_id), metadata=dict(item.get("metadata") or {}))
+            doc = SourceDocument(
+                text=text, id=None if raw_id is None else str(raw_id), metadata=dict(item.get("metadata") or {})
+            )
         else:
             hint = "; decode bytes first" if isinstance(item, (bytes, bytearray)) else ""
             msg = f"document {index} must be a str, SourceDocument or mapping, got {type(item).__name__}{hint}"

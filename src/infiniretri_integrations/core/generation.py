@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -40,9 +40,9 @@ def generate(lm: LocalModel, input_ids: list[int], max_new_tokens: int) -> Gener
     """Greedy answer to a fully built prompt."""
     started = time.perf_counter()
     with lm.lock, torch.inference_mode():
-        output = lm.model.generate(**_generate_kwargs(lm, input_ids, max_new_tokens))
+        output = cast(torch.Tensor, lm.model.generate(**_generate_kwargs(lm, input_ids, max_new_tokens)))  # type: ignore[operator]
     new_tokens = output[0, len(input_ids) :]
-    text = lm.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+    text = str(lm.tokenizer.decode(new_tokens, skip_special_tokens=True)).strip()
     return Generated(text=text, tokens=int(new_tokens.numel()), seconds=time.perf_counter() - started)
 
 
@@ -71,12 +71,12 @@ def stream_generate(lm: LocalModel, input_ids: list[int], max_new_tokens: int, t
     def work() -> None:
         try:
             with lm.lock, torch.inference_mode():
-                lm.model.generate(
+                lm.model.generate(  # type: ignore[operator]
                     **_generate_kwargs(lm, input_ids, max_new_tokens),
                     streamer=streamer,
                     stopping_criteria=StoppingCriteriaList([cancelled]),
                 )
-        except BaseException as error:  # noqa: BLE001 - handed to the consumer thread
+        except BaseException as error:  # handed to the consumer thread
             failure.append(error)
             streamer.end()
 

@@ -107,7 +107,15 @@ class LocalModel:
     def fingerprint(self) -> str:
         """Identity of the architecture and weights shape, for caches keyed by model."""
         config = self.text_config
-        keys = ("model_type", "num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "vocab_size", "intermediate_size")
+        keys = (
+            "model_type",
+            "num_hidden_layers",
+            "hidden_size",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "vocab_size",
+            "intermediate_size",
+        )
         described = {key: getattr(config, key, None) for key in keys}
         described["name"] = Path(self.name).name.lower()
         return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
@@ -235,14 +243,19 @@ def load_model(
             kwargs["gguf_file"] = gguf_file
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(
-        source, dtype=torch.float32 if "gguf_file" in kwargs else resolved_dtype, attn_implementation=attn_implementation, **kwargs
+        source,
+        dtype=torch.float32 if "gguf_file" in kwargs else resolved_dtype,
+        attn_implementation=attn_implementation,
+        **kwargs,
     )
     if "gguf_file" in kwargs and use_cache:
         _store_converted(model, tokenizer, converted)
-    model = model.to(device=resolved_device, dtype=resolved_dtype)
+    model = model.to(device=resolved_device, dtype=resolved_dtype)  # type: ignore[call-arg]
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
-    logger.info("Loaded %s on %s as %s in %.1fs", display, resolved_device, resolved_dtype, time.perf_counter() - started)
+    logger.info(
+        "Loaded %s on %s as %s in %.1fs", display, resolved_device, resolved_dtype, time.perf_counter() - started
+    )
     return LocalModel(model=model, tokenizer=tokenizer, name=display)
 
 
