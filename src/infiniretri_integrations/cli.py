@@ -196,7 +196,7 @@ def cmd_ask(args: argparse.Namespace, lm: Any) -> int:
         raise UsageError(str(error)) from None
     answer = None if args.no_answer else engine.answer_from(result, args.question)
     stats = result.stats
-    payload = {
+    payload: dict[str, Any] = {
         "question": result.question,
         "answer": None if answer is None else answer.text,
         "sentences": [

@@ -211,6 +211,7 @@ def run_cell(
         "context_tokens": int(context_tokens),
         "depth_percent": float(depth_percent),
         "input_tokens": result.stats.input_tokens,
+        "scoring_layers": list(result.stats.scoring_layers),
         "infiniretri": {
             "retrieved": needle_retrieved([s.text for s in result.sentences], needle),
             "answered": answer_has_facts(answer.text, facts),

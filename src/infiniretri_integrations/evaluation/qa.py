@@ -140,10 +140,12 @@ class QARunner:
     def run(self, method: str, sample: QASample) -> dict[str, Any]:
         """Answer ``sample`` with ``method``: prediction, F1, context tokens, seconds."""
         started = time.perf_counter()
+        extra: dict[str, Any] = {}
         if method == "infiniretri":
             result = self.engine.retrieve(list(sample.documents), sample.question)
             prediction = self.engine.answer_from(result, sample.question).text
             context_tokens = result.stats.kept_tokens
+            extra["scoring_layers"] = list(result.stats.scoring_layers)
         elif method == "full":
             prediction, context_tokens = self._answer(sample.context, sample.question)
         elif method in ("rag", "bm25"):
@@ -160,6 +162,7 @@ class QARunner:
             "f1": best_f1(prediction, sample.answers),
             "context_tokens": int(context_tokens),
             "seconds": round(time.perf_counter() - started, 2),
+            **extra,
         }
 
     def _answer(self, context: str, question: str) -> tuple[str, int]:
