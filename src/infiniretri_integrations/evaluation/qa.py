@@ -179,7 +179,8 @@ class QARunner:
         from infiniretri_integrations.core.chunking import pack_chunks
         from infiniretri_integrations.core.segmentation import segment_documents
 
-        per_document = segment_documents(list(sample.documents), self.lm.tokenizer, self.engine.config.max_sentence_tokens)
+        longest = min(self.engine.config.max_sentence_tokens, self.rag_chunk_tokens)
+        per_document = segment_documents(list(sample.documents), self.lm.tokenizer, longest)
         chunks: list[str] = []
         for sentences in per_document:
             for chunk in pack_chunks(sentences, self.rag_chunk_tokens):
