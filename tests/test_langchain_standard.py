@@ -59,7 +59,7 @@ _ENGINE: dict[str, InfiniRetriEngine] = {}
 def _shared_engine(real_lm: Any) -> None:
     """The standard suites build retrievers from properties: give them one engine on the real model."""
     if "engine" not in _ENGINE:
-        _ENGINE["engine"] = InfiniRetriEngine(real_lm, chunk_size=256, top_k=16)
+        _ENGINE["engine"] = InfiniRetriEngine(real_lm, chunk_size=256, top_k=48)
 
 
 def _engine() -> InfiniRetriEngine:

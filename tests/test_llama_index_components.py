@@ -131,11 +131,15 @@ def test_postprocessor_in_retriever_query_engine(engine, needle):
 def test_postprocessor_parents_mode_and_top_n(engine, needle):
     docs, question = needle
     nodes = [NodeWithScore(node=d, score=0.5) for d in docs]
-    parents = InfiniRetriNodePostprocessor(engine, mode="parents", top_n=1).postprocess_nodes(nodes, query_str=question)
+    parents = InfiniRetriNodePostprocessor(engine, mode="parents", top_n=1, top_k=48).postprocess_nodes(
+        nodes, query_str=question
+    )
     assert len(parents) == 1
     assert parents[0].node is docs[1]  # the needle's document is the best one
     sentences = asyncio.run(
-        InfiniRetriNodePostprocessor(engine, top_n=2, order="score").apostprocess_nodes(nodes, query_str=question)
+        InfiniRetriNodePostprocessor(engine, top_n=2, order="score", top_k=48).apostprocess_nodes(
+            nodes, query_str=question
+        )
     )
     assert len(sentences) == 2
     assert sentences[0].score >= sentences[1].score
