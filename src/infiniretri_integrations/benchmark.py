@@ -53,6 +53,7 @@ class Measurement:
     kept_tokens: int | None = None
     forward_passes: int | None = None
     agreement_with_reference: float | None = None
+    resident_before_mb: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -68,6 +69,18 @@ def _reset_peak_memory(device: torch.device) -> None:
         return
     with suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")
+
+
+def _resident_memory_mb(device: torch.device) -> float | None:
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device) / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
 
 
 def _peak_memory_mb(device: torch.device) -> float | None:
@@ -86,6 +99,7 @@ def _peak_memory_mb(device: torch.device) -> float | None:
 def _measured(device: torch.device) -> Iterator[dict[str, float | None]]:
     record: dict[str, float | None] = {}
     _reset_peak_memory(device)
+    record["resident_before_mb"] = _resident_memory_mb(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     started = time.perf_counter()
@@ -123,6 +137,7 @@ def run_engine(
         seconds=float(record["seconds"] or 0.0),
         input_tokens=result.stats.input_tokens,
         peak_memory_mb=record["peak_memory_mb"],
+        resident_before_mb=record["resident_before_mb"],
         needle_found=needle_retrieved(kept, needle),
         kept_tokens=result.stats.kept_tokens,
         forward_passes=result.stats.chunks,
@@ -150,6 +165,7 @@ def run_floor(lm: LocalModel, sequences: Sequence[Sequence[int]], through_layer:
         seconds=float(record["seconds"] or 0.0),
         input_tokens=input_tokens,
         peak_memory_mb=record["peak_memory_mb"],
+        resident_before_mb=record["resident_before_mb"],
         needle_found=None,
         forward_passes=len(sequences),
         extra={"through_layer": through_layer},
@@ -188,6 +204,7 @@ def run_reference(
         seconds=float(record["seconds"] or 0.0),
         input_tokens=input_tokens,
         peak_memory_mb=record["peak_memory_mb"],
+        resident_before_mb=record["resident_before_mb"],
         needle_found=" ".join(needle.split()) in " ".join(kept_text.split()),
         kept_tokens=len(lm.tokenizer(kept_text, add_special_tokens=False)["input_ids"]),
         extra={"note": "includes one generated token"},
@@ -221,7 +238,7 @@ def sentence_agreement(ours: Sequence[str], reference_text: str) -> float:
 
 # ---------------------------------------------------------------- driver
 def run(
-    lm: LocalModel,
+    models: Sequence[tuple[str, LocalModel]],
     haystack: str,
     lengths: Sequence[int],
     reference_lengths: Sequence[int],
@@ -230,52 +247,62 @@ def run(
     compare_last_layer: bool,
     log: Callable[[str], None] = print,
 ) -> list[Measurement]:
+    """Measure every method on every case. ``models`` are (label, model) pairs holding the same
+    weights in different dtypes; the first is the primary one (methods without a ``[label]``)."""
     results: list[Measurement] = []
-    warm = build_case(haystack, lm.tokenizer, 2000, 50)
-    run_engine(lm, warm.text, warm.question, config, warm.needle)  # warm-up (kernels, allocator)
+    for _, lm in models:
+        warm = build_case(haystack, lm.tokenizer, 2000, 50)
+        run_engine(lm, warm.text, warm.question, config, warm.needle)  # warm-up (kernels, allocator)
+    primary_lm = models[0][1]
     for length in lengths:
         for depth in depths:
-            case = build_case(haystack, lm.tokenizer, length, depth)
-            variants = [("engine", config)]
-            if compare_last_layer:
-                variants.append(("engine_last_layer", config.replace(scoring_layer=-1)))
-            kept_by_variant: dict[str, list[str]] = {}
-            for name, variant_config in variants:
-                measurement, sequences, kept = run_engine(lm, case.text, case.question, variant_config, case.needle)
-                measurement.method, measurement.context_tokens, measurement.depth_percent = name, length, depth
-                kept_by_variant[name] = kept
-                results.append(measurement)
-                log(_line(measurement))
-                floor = run_floor(lm, sequences, max(measurement.extra["scoring_layers"]), measurement.input_tokens)
-                floor.method, floor.context_tokens, floor.depth_percent = f"floor[{name}]", length, depth
-                floor.extra["engine_over_floor"] = measurement.seconds / floor.seconds
-                results.append(floor)
-                log(_line(floor) + f"   engine/floor = {measurement.seconds / floor.seconds:.2f}x")
-            if length in reference_lengths:
-                reference, kept_text = run_reference(
-                    lm, case.text, case.question, config, case.needle, results[-2].input_tokens
-                )
+            case = build_case(haystack, primary_lm.tokenizer, length, depth)
+            for index, (label, lm) in enumerate(models):
+                suffix = "" if index == 0 else f"[{label}]"
+                variants = [(f"engine{suffix}", config)]
+                if compare_last_layer and length in reference_lengths and index == 0:
+                    variants.append(("engine_last_layer", config.replace(scoring_layer=-1)))
+                engines: dict[str, tuple[Measurement, list[str]]] = {}
+                for name, variant_config in variants:
+                    measurement, sequences, kept = run_engine(lm, case.text, case.question, variant_config, case.needle)
+                    measurement.method, measurement.context_tokens, measurement.depth_percent = name, length, depth
+                    engines[name] = (measurement, kept)
+                    results.append(measurement)
+                    log(_line(measurement))
+                    floor = run_floor(lm, sequences, max(measurement.extra["scoring_layers"]), measurement.input_tokens)
+                    floor.method, floor.context_tokens, floor.depth_percent = f"floor[{name}]", length, depth
+                    floor.extra["engine_over_floor"] = measurement.seconds / floor.seconds
+                    results.append(floor)
+                    log(_line(floor) + f"   engine/floor = {measurement.seconds / floor.seconds:.2f}x")
+                if length not in reference_lengths:
+                    continue
+                input_tokens = engines[f"engine{suffix}"][0].input_tokens
+                reference, kept_text = run_reference(lm, case.text, case.question, config, case.needle, input_tokens)
+                reference.method = f"reference{suffix}"
                 reference.context_tokens, reference.depth_percent = length, depth
-                for name, kept in kept_by_variant.items():
-                    reference.extra[f"agreement[{name}]"] = sentence_agreement(kept, kept_text)
-                    engine_result = next(
+                reference.extra["dtype"] = str(lm.dtype)
+                for name, (engine_result, kept) in engines.items():
+                    agreement = sentence_agreement(kept, kept_text)
+                    reference.extra[f"agreement[{name}]"] = agreement
+                    reference.extra[f"reference_over[{name}]"] = reference.seconds / engine_result.seconds
+                    engine_result.agreement_with_reference = agreement
+                if index > 0:
+                    primary = next(
                         r
                         for r in results
-                        if r.method == name and r.context_tokens == length and r.depth_percent == depth
+                        if r.method == "engine" and r.context_tokens == length and r.depth_percent == depth
                     )
-                    engine_result.agreement_with_reference = reference.extra[f"agreement[{name}]"]
-                    reference.extra[f"reference_over[{name}]"] = reference.seconds / engine_result.seconds
+                    reference.extra["reference_over[engine]"] = reference.seconds / primary.seconds
                 results.append(reference)
-                log(
-                    _line(reference)
-                    + "   "
-                    + ", ".join(f"{k} = {v:.2f}" for k, v in reference.extra.items() if k != "note")
-                )
+                ratios = ", ".join(f"{k} = {v:.2f}" for k, v in reference.extra.items() if isinstance(v, float))
+                log(_line(reference) + "   " + ratios)
     return results
 
 
 def _line(m: Measurement) -> str:
-    memory = f"{m.peak_memory_mb:8.0f} MB" if m.peak_memory_mb is not None else "      n/a"
+    memory = f"{m.peak_memory_mb:6.0f} MB" if m.peak_memory_mb is not None else "   n/a"
+    if m.peak_memory_mb is not None and m.resident_before_mb is not None:
+        memory += f" (+{m.peak_memory_mb - m.resident_before_mb:.0f})"
     found = {True: "found", False: "LOST", None: "-"}[m.needle_found]
     return (
         f"{m.method:22s} {m.context_tokens:>8d} tok  depth {m.depth_percent:5.1f}%  {m.seconds:8.1f} s  "
@@ -285,27 +312,32 @@ def _line(m: Measurement) -> str:
 
 def summary_table(results: Sequence[Measurement]) -> str:
     """Markdown table: per length, mean s/1K per method and the ratios."""
-    rows = ["| tokens | method | s per 1K tokens | peak MB | needle found | ratio |", "|---:|---|---:|---:|---:|---|"]
+    rows = [
+        "| tokens | method | s per 1K tokens | peak MB (growth during the run) | needle found | ratio |",
+        "|---:|---|---:|---:|---:|---|",
+    ]
     for length in sorted({r.context_tokens for r in results}):
         at = [r for r in results if r.context_tokens == length]
         for method in dict.fromkeys(r.method for r in at):
             group = [r for r in at if r.method == method]
             per_1k = sum(r.seconds_per_1k for r in group) / len(group)
             peak = max((r.peak_memory_mb or 0.0) for r in group)
+            growth = max((r.peak_memory_mb or 0.0) - (r.resident_before_mb or 0.0) for r in group)
             found = [r.needle_found for r in group if r.needle_found is not None]
             ratio = ""
             if method.startswith("floor["):
                 ratio = "engine/floor {:.2f}x".format(sum(r.extra["engine_over_floor"] for r in group) / len(group))
-            elif method == "reference":
-                ratio = "reference/engine {:.1f}x".format(
-                    sum(r.extra["reference_over[engine]"] for r in group) / len(group)
-                )
-                if any("agreement[engine_last_layer]" in r.extra for r in group):
-                    ratio += ", kept-sentence Jaccard vs engine(last layer) {:.2f}".format(
-                        sum(r.extra["agreement[engine_last_layer]"] for r in group) / len(group)
-                    )
+            elif method.startswith("reference"):
+                notes = []
+                for key in sorted({k for r in group for k in r.extra if k.startswith("reference_over[")}):
+                    mean = sum(r.extra[key] for r in group) / len(group)
+                    notes.append(f"{mean:.1f}x the time of {key[len('reference_over[') : -1]}")
+                for key in sorted({k for r in group for k in r.extra if k.startswith("agreement[")}):
+                    mean = sum(r.extra[key] for r in group) / len(group)
+                    notes.append(f"kept-sentence Jaccard with {key[len('agreement[') : -1]} {mean:.2f}")
+                ratio = "; ".join(notes)
             found_text = f"{sum(found)}/{len(found)}" if found else "-"
-            rows.append(f"| {length} | {method} | {per_1k:.3f} | {peak:.0f} | {found_text} | {ratio} |")
+            rows.append(f"| {length} | {method} | {per_1k:.3f} | {peak:.0f} (+{growth:.0f}) | {found_text} | {ratio} |")
     return "\n".join(rows)
 
 
@@ -328,6 +360,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-last-layer", action="store_true", help="skip the engine run with the reference's last layer"
     )
+    parser.add_argument(
+        "--compare-dtypes",
+        nargs="*",
+        default=[],
+        help="also measure the engine, floor and reference with the same weights in these dtypes (e.g. float32)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write all measurements here")
     args = parser.parse_args(argv)
     if args.threads:
@@ -342,10 +380,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             reference_lengths = []
     lm = load_model(args.model, device=args.device, dtype=args.dtype)
+    models = [(str(lm.dtype).removeprefix("torch."), lm)]
+    models += [(name, load_model(args.model, device=args.device, dtype=name)) for name in args.compare_dtypes]
     haystack = load_haystack(args.essays)
     machine = f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads, {lm.device}, {lm.dtype}".strip()
     print(f"# {lm.name} on {machine}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}")
-    results = run(lm, haystack, args.lengths, reference_lengths, args.depths, RetrievalConfig(), not args.no_last_layer)
+    results = run(
+        models, haystack, args.lengths, reference_lengths, args.depths, RetrievalConfig(), not args.no_last_layer
+    )
     table = summary_table(results)
     print("\n" + table)
     if args.json:
