@@ -71,28 +71,27 @@ def _reset_peak_memory(device: torch.device) -> None:
         Path("/proc/self/clear_refs").write_text("5")
 
 
-def _resident_memory_mb(device: torch.device) -> float | None:
-    if device.type == "cuda":
-        return torch.cuda.memory_allocated(device) / 2**20
+def _proc_status_mb(field: str) -> float | None:
+    """A ``VmRSS``/``VmHWM`` line of /proc/self/status in MB (Linux), else ``None``."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         return None
     return None
+
+
+def _resident_memory_mb(device: torch.device) -> float | None:
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device) / 2**20
+    return _proc_status_mb("VmRSS")
 
 
 def _peak_memory_mb(device: torch.device) -> float | None:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
+    return _proc_status_mb("VmHWM")
 
 
 @contextmanager

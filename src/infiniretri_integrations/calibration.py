@@ -23,7 +23,6 @@ Command line (prints the table, writes JSON, markdown and a PNG plot)::
 from __future__ import annotations
 
 import argparse
-import contextvars
 import functools
 import hashlib
 import json
@@ -32,15 +31,15 @@ import os
 import random
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from infiniretri_integrations.core.attention import _StopForward, question_row_probabilities
+from infiniretri_integrations.core.attention import capture_question_rows
 from infiniretri_integrations.core.calibration_store import BUNDLED_DIR, user_calibration_dir
 from infiniretri_integrations.core.config import RetrievalConfig
 from infiniretri_integrations.core.prompting import build_layout
@@ -62,7 +61,6 @@ DEFAULT_DISTRACTORS = 2
 TOLERANCE = 0.01
 """Mean reciprocal ranks closer than this count as equal (then the cheaper configuration wins)."""
 
-_CALIBRATION_IMPLEMENTATION = "infiniretri_calibration"
 
 # ---------------------------------------------------------------------------------------------
 # Synthetic cases
@@ -206,70 +204,6 @@ def synthetic_cases(
 # One forward pass, every layer's (and head's) question rows
 
 
-@dataclass
-class _AllLayers:
-    row_start: int
-    last: int
-    rows: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [heads, rows, keys]
-
-
-_ALL: contextvars.ContextVar[_AllLayers | None] = contextvars.ContextVar("infiniretri_calibration", default=None)
-
-
-def _capture_all(
-    module: torch.nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float | None = None,
-    dropout: float = 0.0,
-    **kwargs: Any,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    capture = _ALL.get()
-    layer = getattr(module, "layer_idx", None)
-    if capture is not None and layer is not None:
-        scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-        row_positions = torch.arange(capture.row_start, query.shape[2], device=query.device)
-        probabilities = question_row_probabilities(
-            query[:, :, capture.row_start :, :],
-            key,
-            row_positions,
-            attention_mask if isinstance(attention_mask, torch.Tensor) else None,
-            scale,
-            kwargs.get("softcap"),
-        )
-        capture.rows[layer] = probabilities[0].cpu()
-        if layer == capture.last:
-            raise _StopForward
-    kwargs.pop("softcap", None)
-    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
-
-
-_registered = False
-
-
-@contextmanager
-def _capturing_all(model: Any) -> Iterator[None]:
-    global _registered
-    if not _registered:
-        from transformers import AttentionInterface
-        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
-        AttentionInterface.register(_CALIBRATION_IMPLEMENTATION, _capture_all)
-        AttentionMaskInterface.register(_CALIBRATION_IMPLEMENTATION, sdpa_mask)
-        _registered = True
-    config = model.config
-    previous = config._attn_implementation
-    config._attn_implementation = _CALIBRATION_IMPLEMENTATION
-    try:
-        yield
-    finally:
-        config._attn_implementation = previous
-
-
 def all_layer_rows(
     lm: LocalModel, input_ids: torch.Tensor, row_start: int, last_layer: int | None = None
 ) -> dict[int, torch.Tensor]:
@@ -280,18 +214,8 @@ def all_layer_rows(
     :func:`~infiniretri_integrations.core.attention.score_rows` returns for that layer.
     """
     last = lm.num_layers - 1 if last_layer is None else last_layer
-    capture = _AllLayers(row_start=row_start, last=last)
-    token = _ALL.set(capture)
-    try:
-        with lm.lock, torch.inference_mode(), _capturing_all(lm.model), suppress(_StopForward):
-            lm.model(input_ids=input_ids.to(lm.device), use_cache=False, logits_to_keep=1)
-    finally:
-        _ALL.reset(token)
-    missing = set(range(last + 1)) - set(capture.rows)
-    if missing:
-        msg = f"The model never called the attention interface for layer(s) {sorted(missing)}; {type(lm.model).__name__} may not support transformers' AttentionInterface"
-        raise RuntimeError(msg)
-    return capture.rows
+    rows = capture_question_rows(lm, input_ids, row_start, range(last + 1), keep_heads=True)
+    return {layer: tensor.cpu() for layer, tensor in rows.items()}
 
 
 # ---------------------------------------------------------------------------------------------

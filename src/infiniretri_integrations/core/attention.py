@@ -36,6 +36,7 @@ class _Capture:
     layers: frozenset[int]
     row_start: int
     heads: tuple[int, ...] | None
+    keep_heads: bool = False
     rows: dict[int, torch.Tensor] = field(default_factory=dict)
 
     @property
@@ -112,7 +113,7 @@ def _capture_attention(
         )
         if capture.heads is not None:
             probabilities = probabilities[:, list(capture.heads)]
-        capture.rows[layer] = probabilities.sum(dim=1)[0]
+        capture.rows[layer] = probabilities[0] if capture.keep_heads else probabilities.sum(dim=1)[0]
         if layer == capture.deepest:
             raise _StopForward
     kwargs.pop("softcap", None)
@@ -165,26 +166,34 @@ def resolve_layers(spec: int | Sequence[int], num_layers: int) -> tuple[int, ...
     return tuple(sorted(set(resolved)))
 
 
-def score_rows(
+def capture_question_rows(
     lm: LocalModel,
     input_ids: torch.Tensor,
     row_start: int,
     layers: Sequence[int],
     heads: Sequence[int] | None = None,
-) -> torch.Tensor:
-    """Question-row attention of ``input_ids`` (``[1, length]``), heads summed, layers summed.
+    keep_heads: bool = False,
+) -> dict[int, torch.Tensor]:
+    """Question-row attention of each of ``layers`` in ONE forward pass that stops after the deepest.
 
-    Rows are positions ``row_start..length-1``; columns are all positions.
+    Rows are positions ``row_start..length-1`` of ``input_ids`` (``[1, length]``); columns are all
+    positions.
 
     Returns:
-        ``[length - row_start, length]`` float32 tensor.
+        ``{layer: [rows, length]}`` (heads summed), or ``{layer: [heads, rows, length]}`` with
+        ``keep_heads=True``; float32.
     """
     if heads is not None:
         bad = [h for h in heads if h >= lm.num_heads]
         if bad:
             msg = f"scoring_heads {bad} out of range for a model with {lm.num_heads} heads"
             raise ValueError(msg)
-    capture = _Capture(layers=frozenset(layers), row_start=row_start, heads=tuple(heads) if heads is not None else None)
+    capture = _Capture(
+        layers=frozenset(layers),
+        row_start=row_start,
+        heads=tuple(heads) if heads is not None else None,
+        keep_heads=keep_heads,
+    )
     token = _ACTIVE.set(capture)
     try:
         with lm.lock, torch.inference_mode(), _capturing(lm.model), contextlib.suppress(_StopForward):
@@ -198,7 +207,23 @@ def score_rows(
             f"{type(lm.model).__name__} may not support transformers' AttentionInterface"
         )
         raise RuntimeError(msg)
-    total = capture.rows[layers[0]]
+    return capture.rows
+
+
+def score_rows(
+    lm: LocalModel,
+    input_ids: torch.Tensor,
+    row_start: int,
+    layers: Sequence[int],
+    heads: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """Question-row attention of ``input_ids`` (``[1, length]``), heads summed, layers summed.
+
+    Returns:
+        ``[length - row_start, length]`` float32 tensor.
+    """
+    rows = capture_question_rows(lm, input_ids, row_start, layers, heads)
+    total = rows[layers[0]]
     for layer in layers[1:]:
-        total = total + capture.rows[layer]
+        total = total + rows[layer]
     return total
