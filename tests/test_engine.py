@@ -125,7 +125,11 @@ def test_cache_cap_and_memory_bound(tiny_llama, stdlib_haystack):
     from infiniretri_integrations.core.prompting import build_layout
 
     fixed = build_layout(tiny_llama.tokenizer, engine.config, "What does the json module do?").fixed_tokens
-    assert max(lengths) <= 256 + 128 + fixed
+    from infiniretri_integrations.core.engine import SHAPE_BUCKET
+
+    bound = -(-(256 + 128 + fixed) // SHAPE_BUCKET) * SHAPE_BUCKET  # right-padding to the shape bucket
+    assert max(lengths) <= bound
+    assert all(length % SHAPE_BUCKET == 0 for length in lengths)
 
 
 def test_progress_callback_reports_every_chunk(engine):

@@ -166,6 +166,7 @@ class InfiniRetriEngine:
 
         cache: list[_Kept] = []
         weights: torch.Tensor | None = None
+        pad_id = _pad_token_id(lm)
         read = 0
         progress_bar = self._progress_bar(len(chunks))
         try:
@@ -173,7 +174,8 @@ class InfiniRetriEngine:
                 candidates = [*(k.sentence for k in cache), *chunk]
                 context_ids = [t for s in candidates for t in s.token_ids]
                 ids, context_start, context_end, question_start = layout.assemble(context_ids)
-                rows = score_rows(lm, torch.tensor([ids]), question_start, layers, cfg.scoring_heads).cpu()
+                rows = score_rows(lm, _bucketed(ids, pad_id), question_start, layers, cfg.scoring_heads)
+                rows = rows[: len(ids) - question_start, : len(ids)].cpu()
                 if weights is None and cfg.question_weights:
                     weights = question_weights(rows, question_start)
                 scores = context_scores(rows, context_start, context_end, weights, cfg.phrase_window)
@@ -330,6 +332,25 @@ class AnswerStream(Iterator[str]):
     @property
     def text(self) -> str:
         return "".join(self._parts)
+
+
+SHAPE_BUCKET = 64
+"""Scoring passes are right-padded to a multiple of this many tokens. Padding after the last real
+token changes no score (attention is causal), and a few dozen distinct sequence lengths, instead
+of one per chunk, keep the kernels' per-shape caches (oneDNN primitives, allocator blocks) small."""
+
+
+def _bucketed(ids: list[int], pad_id: int) -> torch.Tensor:
+    padded = -(-len(ids) // SHAPE_BUCKET) * SHAPE_BUCKET
+    return torch.tensor([ids + [pad_id] * (padded - len(ids))])
+
+
+def _pad_token_id(lm: LocalModel) -> int:
+    tokenizer = lm.tokenizer
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+        if isinstance(candidate, int):
+            return candidate
+    return 0
 
 
 def _fit_budget(kept: list[_Kept], budget: int) -> list[_Kept]:
