@@ -14,19 +14,90 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from infiniretri_integrations.evaluation.results_file import read_results, write_results
+
 STANDARD_NEEDLE = "\nThe best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day.\n"
 STANDARD_QUESTION = "What is the best thing to do in San Francisco?"
 NEEDLE_FACTS = ("sandwich", "dolores park")
 
 _STDLIB_MODULES = (
-    "argparse", "asyncio", "base64", "bisect", "calendar", "collections", "configparser", "contextlib", "copy",
-    "csv", "dataclasses", "datetime", "decimal", "difflib", "email", "enum", "fractions", "functools", "gettext",
-    "glob", "gzip", "hashlib", "heapq", "hmac", "html", "http.client", "imaplib", "inspect", "io", "ipaddress",
-    "itertools", "json", "logging", "mailbox", "mimetypes", "multiprocessing", "numbers", "operator", "optparse",
-    "os", "pathlib", "pickle", "pprint", "queue", "random", "re", "sched", "secrets", "selectors", "shelve",
-    "shlex", "shutil", "smtplib", "socket", "sqlite3", "statistics", "string", "struct", "subprocess", "tarfile",
-    "tempfile", "textwrap", "threading", "timeit", "tokenize", "traceback", "turtle", "typing", "unittest",
-    "urllib.parse", "urllib.request", "uuid", "warnings", "wave", "weakref", "xml.dom.minidom", "zipfile",
+    "argparse",
+    "asyncio",
+    "base64",
+    "bisect",
+    "calendar",
+    "collections",
+    "configparser",
+    "contextlib",
+    "copy",
+    "csv",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "difflib",
+    "email",
+    "enum",
+    "fractions",
+    "functools",
+    "gettext",
+    "glob",
+    "gzip",
+    "hashlib",
+    "heapq",
+    "hmac",
+    "html",
+    "http.client",
+    "imaplib",
+    "inspect",
+    "io",
+    "ipaddress",
+    "itertools",
+    "json",
+    "logging",
+    "mailbox",
+    "mimetypes",
+    "multiprocessing",
+    "numbers",
+    "operator",
+    "optparse",
+    "os",
+    "pathlib",
+    "pickle",
+    "pprint",
+    "queue",
+    "random",
+    "re",
+    "sched",
+    "secrets",
+    "selectors",
+    "shelve",
+    "shlex",
+    "shutil",
+    "smtplib",
+    "socket",
+    "sqlite3",
+    "statistics",
+    "string",
+    "struct",
+    "subprocess",
+    "tarfile",
+    "tempfile",
+    "textwrap",
+    "threading",
+    "timeit",
+    "tokenize",
+    "traceback",
+    "turtle",
+    "typing",
+    "unittest",
+    "urllib.parse",
+    "urllib.request",
+    "uuid",
+    "warnings",
+    "wave",
+    "weakref",
+    "xml.dom.minidom",
+    "zipfile",
 )
 
 
@@ -56,7 +127,11 @@ def stdlib_docstrings() -> str:
         members: list[Any] = [module]
         members += [member for key, member in sorted(vars(module).items()) if not key.startswith("_")]
         for member in members:
-            doc = inspect.getdoc(member) if (inspect.ismodule(member) or inspect.isclass(member) or inspect.isfunction(member)) else None
+            doc = (
+                inspect.getdoc(member)
+                if (inspect.ismodule(member) or inspect.isclass(member) or inspect.isfunction(member))
+                else None
+            )
             if not doc or doc in seen or len(doc) < 200:
                 continue
             seen.add(doc)
@@ -120,7 +195,14 @@ def build_case(
     before = haystack[:cut_char]
     after = haystack[cut_char:body_end]
     text = before + needle + after
-    return NeedleCase(text=text, needle=needle, question=question, context_tokens=context_tokens, depth_percent=depth_percent, needle_start=len(before))
+    return NeedleCase(
+        text=text,
+        needle=needle,
+        question=question,
+        context_tokens=context_tokens,
+        depth_percent=depth_percent,
+        needle_start=len(before),
+    )
 
 
 def _sentence_boundary(text: str, offsets: Sequence[Sequence[int]], target: int, limit: int) -> int:
@@ -164,25 +246,7 @@ def _cell_key(context_tokens: int, depth_percent: float) -> str:
 def load_results(path: str | Path) -> dict[str, Any]:
     """A results file written by :func:`run_grid` (``{"meta": ..., "cells": [...]}``), or an empty
     one when ``path`` does not exist yet."""
-    import json
-
-    target = Path(path)
-    if not target.is_file():
-        return {"meta": {}, "cells": []}
-    data = json.loads(target.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
-        msg = f"{str(target)!r} is not an NIH results file (expected an object with a 'cells' list)"
-        raise ValueError(msg)
-    return data
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    import json
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(path.suffix + ".tmp")
-    staging.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-    staging.replace(path)
+    return read_results(path, "cells", "NIH")
 
 
 def run_cell(
@@ -258,7 +322,13 @@ def run_grid(
     each cell, so an interrupted run resumes where it stopped. Returns the full results."""
     path = Path(results_path)
     data = load_results(path)
-    data["meta"] = {**data.get("meta", {}), **(meta or {}), "needle": needle, "question": question, "facts": list(facts)}
+    data["meta"] = {
+        **data.get("meta", {}),
+        **(meta or {}),
+        "needle": needle,
+        "question": question,
+        "facts": list(facts),
+    }
     done = {_cell_key(c["context_tokens"], c["depth_percent"]) for c in data["cells"]}
     for length in lengths:
         for depth in depths:
@@ -268,19 +338,28 @@ def run_grid(
                     on_cell(None)
                 continue
             cell = run_cell(
-                engine, haystack, int(length), float(depth), needle=needle, question=question, facts=facts,
-                baseline=baseline, max_new_tokens=max_new_tokens,
+                engine,
+                haystack,
+                int(length),
+                float(depth),
+                needle=needle,
+                question=question,
+                facts=facts,
+                baseline=baseline,
+                max_new_tokens=max_new_tokens,
             )
             data["cells"].append(cell)
             done.add(key)
-            _write_json(path, data)
+            write_results(path, data)
             if on_cell is not None:
                 on_cell(cell)
-    _write_json(path, data)
+    write_results(path, data)
     return data
 
 
-def grid_table(data: dict[str, Any], method: str = "infiniretri", field: str = "answered") -> tuple[list[int], list[float], list[list[float | None]]]:
+def grid_table(
+    data: dict[str, Any], method: str = "infiniretri", field: str = "answered"
+) -> tuple[list[int], list[float], list[list[float | None]]]:
     """(lengths, depths, matrix[depth][length]) of 1.0/0.0 (None where a cell is missing)."""
     cells = data["cells"]
     lengths = sorted({int(c["context_tokens"]) for c in cells})
@@ -344,7 +423,10 @@ def plot_heatmap(data: dict[str, Any], out_png: str | Path, title: str | None = 
     import matplotlib.pyplot as plt
     from matplotlib.colors import LinearSegmentedColormap
 
-    panels = [("infiniretri", "retrieved", "InfiniRetri: needle kept"), ("infiniretri", "answered", "InfiniRetri: answer")]
+    panels = [
+        ("infiniretri", "retrieved", "InfiniRetri: needle kept"),
+        ("infiniretri", "answered", "InfiniRetri: answer"),
+    ]
     if any("full_context" in c for c in data["cells"]):
         panels.append(("full_context", "answered", "Full context (middle-truncated): answer"))
     cmap = LinearSegmentedColormap.from_list("niah", ["#F0496E", "#EBB839", "#0CD79F"])

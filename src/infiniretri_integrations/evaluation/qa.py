@@ -15,7 +15,6 @@ Methods (names as in ``--methods``):
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 from infiniretri_integrations.evaluation.datasets import QASample
 from infiniretri_integrations.evaluation.metrics import best_f1
+from infiniretri_integrations.evaluation.results_file import read_results, write_results
 
 METHODS = ("infiniretri", "full", "rag", "bm25", "reference")
 REFERENCE_PROMPT = "Read the book and answer the question. Be very concise in your answer.\n\n{context}\n\nQuestion:\n\n{question}\n\nAnswer:"
@@ -134,7 +134,9 @@ class QARunner:
             path = str(default_model_path())
         eager = load_model(path, attn_implementation="eager", dtype=self.lm.dtype)
         eager.model.generation_config.do_sample = False
-        return InfiniRetri(eager.model, eager.tokenizer, topk=self.engine.config.top_k, answer_length=8, window_length=1024)
+        return InfiniRetri(
+            eager.model, eager.tokenizer, topk=self.engine.config.top_k, answer_length=8, window_length=1024
+        )
 
     # ------------------------------------------------------------------ methods
     def run(self, method: str, sample: QASample) -> dict[str, Any]:
@@ -201,17 +203,27 @@ class QARunner:
 
         retriever = bm25s.BM25()
         retriever.index(bm25s.tokenize(chunks, stopwords="en", show_progress=False), show_progress=False)
-        results, _scores = retriever.retrieve(bm25s.tokenize([question], stopwords="en", show_progress=False), k=k, show_progress=False)
+        results, _scores = retriever.retrieve(
+            bm25s.tokenize([question], stopwords="en", show_progress=False), k=k, show_progress=False
+        )
         return [int(i) for i in results[0]]
 
     def _run_reference(self, sample: QASample) -> tuple[str, int]:
         ir = self._reference
         response, info = ir.ir.generate2(
-            data_dict={"context": sample.context, "question": sample.question}, prompt=REFERENCE_PROMPT,
-            gen_name="InfiniRetri", chunk_size=1024, topk=self.engine.config.top_k, phrase_token_num=8,
+            data_dict={"context": sample.context, "question": sample.question},
+            prompt=REFERENCE_PROMPT,
+            gen_name="InfiniRetri",
+            chunk_size=1024,
+            topk=self.engine.config.top_k,
+            phrase_token_num=8,
             max_new_tokens=self.max_new_tokens,
         )
-        template = len(ir.ir.tokenizer.encode(REFERENCE_PROMPT.format(context="", question=sample.question), add_special_tokens=False))
+        template = len(
+            ir.ir.tokenizer.encode(
+                REFERENCE_PROMPT.format(context="", question=sample.question), add_special_tokens=False
+            )
+        )
         return str(response).strip(), max(0, int(info.get("input_token_length", 0)) - template)
 
     def wants(self, method: str, sample: QASample) -> bool:
@@ -233,21 +245,7 @@ def _key(dataset: str, sample_id: str, method: str) -> str:
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
-    target = Path(path)
-    if not target.is_file():
-        return {"meta": {}, "records": []}
-    data = json.loads(target.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or not isinstance(data.get("records"), list):
-        msg = f"{str(target)!r} is not a QA results file (expected an object with a 'records' list)"
-        raise ValueError(msg)
-    return data
-
-
-def _write(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(path.suffix + ".tmp")
-    staging.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-    staging.replace(path)
+    return read_results(path, "records", "QA")
 
 
 def run_qa(
@@ -275,23 +273,34 @@ def run_qa(
     input_tokens: dict[str, int] = {}
     for sample in samples:
         for method in runner.methods:
-            if _key(sample.dataset, sample.id, method) in done or not runner.wants(method, sample) or not runner.available(method):
+            if (
+                _key(sample.dataset, sample.id, method) in done
+                or not runner.wants(method, sample)
+                or not runner.available(method)
+            ):
                 if on_record is not None:
                     on_record(None)
                 continue
             if sample.id not in input_tokens:
-                input_tokens[sample.id] = len(runner.lm.tokenizer(sample.context, add_special_tokens=False)["input_ids"])
+                input_tokens[sample.id] = len(
+                    runner.lm.tokenizer(sample.context, add_special_tokens=False)["input_ids"]
+                )
             record = {
-                "dataset": sample.dataset, "id": sample.id, "method": method, "question": sample.question,
-                "answers": list(sample.answers), "input_tokens": input_tokens[sample.id], **runner.run(method, sample),
+                "dataset": sample.dataset,
+                "id": sample.id,
+                "method": method,
+                "question": sample.question,
+                "answers": list(sample.answers),
+                "input_tokens": input_tokens[sample.id],
+                **runner.run(method, sample),
             }
             data["records"].append(record)
             done.add(_key(sample.dataset, sample.id, method))
-            _write(path, data)
+            write_results(path, data)
             if on_record is not None:
                 on_record(record)
     data["meta"]["skipped_methods"] = dict(runner.skipped)
-    _write(path, data)
+    write_results(path, data)
     return data
 
 
@@ -304,17 +313,21 @@ def summarize(data: dict[str, Any]) -> list[dict[str, Any]]:
         groups.setdefault(("all", record["method"]), []).append(record)
     order = {m: i for i, m in enumerate(METHODS)}
     rows = []
-    for (dataset, method), records in sorted(groups.items(), key=lambda kv: (kv[0][0] == "all", kv[0][0], order.get(kv[0][1], 99))):
+    for (dataset, method), records in sorted(
+        groups.items(), key=lambda kv: (kv[0][0] == "all", kv[0][0], order.get(kv[0][1], 99))
+    ):
         n = len(records)
-        rows.append({
-            "dataset": dataset,
-            "method": method,
-            "n": n,
-            "f1": round(100 * sum(r["f1"] for r in records) / n, 2),
-            "context_tokens": round(sum(r["context_tokens"] for r in records) / n),
-            "input_tokens": round(sum(r["input_tokens"] for r in records) / n),
-            "seconds_per_question": round(sum(r["seconds"] for r in records) / n, 1),
-        })
+        rows.append(
+            {
+                "dataset": dataset,
+                "method": method,
+                "n": n,
+                "f1": round(100 * sum(r["f1"] for r in records) / n, 2),
+                "context_tokens": round(sum(r["context_tokens"] for r in records) / n),
+                "input_tokens": round(sum(r["input_tokens"] for r in records) / n),
+                "seconds_per_question": round(sum(r["seconds"] for r in records) / n, 1),
+            }
+        )
     return rows
 
 
