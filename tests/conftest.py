@@ -4,6 +4,7 @@ from configs (Llama-style and Gemma-3-style) that reuse the real tokenizer, hays
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,25 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 SHARED_DATA = Path(os.environ.get("INFINIRETRI_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Run a module's tests with one torch intra-op thread, restoring the setting afterwards.
+
+    On a shared 2-core CPU, torch's intra-op threads slow down 10-25x as soon as other processes
+    compete for the cores (measured: a 12-token answer 14-50 s instead of 1.3 s). Tests measure
+    behaviour, not speed. Use it per module with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")
