@@ -36,12 +36,9 @@ class _Capture:
     layers: frozenset[int]
     row_start: int
     heads: tuple[int, ...] | None
+    stop_at: int
     keep_heads: bool = False
     rows: dict[int, torch.Tensor] = field(default_factory=dict)
-
-    @property
-    def deepest(self) -> int:
-        return max(self.layers)
 
 
 def question_row_probabilities(
@@ -114,8 +111,8 @@ def _capture_attention(
         if capture.heads is not None:
             probabilities = probabilities[:, list(capture.heads)]
         capture.rows[layer] = probabilities[0] if capture.keep_heads else probabilities.sum(dim=1)[0]
-        if layer == capture.deepest:
-            raise _StopForward
+    if capture is not None and layer == capture.stop_at:
+        raise _StopForward
     kwargs.pop("softcap", None)
     return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
 
@@ -137,14 +134,15 @@ def _register() -> None:
 
 @contextmanager
 def _capturing(model: Any) -> Iterator[None]:
+    """Route the model's attention through :func:`_capture_attention` for the duration, through
+    transformers' own ``set_attn_implementation`` (the model's previous choice is restored)."""
     _register()
-    config = model.config
-    previous = config._attn_implementation
-    config._attn_implementation = CAPTURE_IMPLEMENTATION
+    previous = model.config._attn_implementation
+    model.set_attn_implementation(CAPTURE_IMPLEMENTATION)
     try:
         yield
     finally:
-        config._attn_implementation = previous
+        model.set_attn_implementation(previous)
 
 
 def resolve_layers(spec: int | Sequence[int], num_layers: int) -> tuple[int, ...]:
@@ -192,14 +190,10 @@ def capture_question_rows(
         layers=frozenset(layers),
         row_start=row_start,
         heads=tuple(heads) if heads is not None else None,
+        stop_at=max(layers),
         keep_heads=keep_heads,
     )
-    token = _ACTIVE.set(capture)
-    try:
-        with lm.lock, torch.inference_mode(), _capturing(lm.model), contextlib.suppress(_StopForward):
-            lm.model(input_ids=input_ids.to(lm.device), use_cache=False, logits_to_keep=1)
-    finally:
-        _ACTIVE.reset(token)
+    _run_until_stop(lm, input_ids, capture)
     missing = set(layers) - set(capture.rows)
     if missing:
         msg = (
@@ -210,14 +204,34 @@ def capture_question_rows(
     return capture.rows
 
 
-def score_rows(
+def _run_until_stop(lm: LocalModel, input_ids: torch.Tensor, capture: _Capture) -> None:
+    token = _ACTIVE.set(capture)
+    try:
+        with lm.lock, torch.inference_mode(), _capturing(lm.model), contextlib.suppress(_StopForward):
+            lm.model(input_ids=input_ids.to(lm.device), use_cache=False, logits_to_keep=1)
+    finally:
+        _ACTIVE.reset(token)
+
+
+def forward_through(lm: LocalModel, input_ids: torch.Tensor, layer: int) -> None:
+    """The forward-pass floor of a scoring pass: run ``input_ids`` (``[1, length]``) through the
+    model exactly as a scoring pass does (SDPA in every layer, stopping when layer ``layer``'s
+    attention is reached), without computing any question rows.
+
+    A scoring pass costs this plus the question rows' softmax; benchmarks compare the two.
+    """
+    (resolved,) = resolve_layers(layer, lm.num_layers)
+    _run_until_stop(lm, input_ids, _Capture(layers=frozenset(), row_start=0, heads=None, stop_at=resolved))
+
+
+def question_attention(
     lm: LocalModel,
     input_ids: torch.Tensor,
     row_start: int,
     layers: Sequence[int],
     heads: Sequence[int] | None = None,
 ) -> torch.Tensor:
-    """Question-row attention of ``input_ids`` (``[1, length]``), heads summed, layers summed.
+    """Question-row attention probabilities of ``input_ids`` (``[1, length]``), heads summed, layers summed.
 
     Returns:
         ``[length - row_start, length]`` float32 tensor.
@@ -227,3 +241,6 @@ def score_rows(
     for layer in layers[1:]:
         total = total + rows[layer]
     return total
+
+
+score_rows = question_attention  # transitional alias, removed once every caller uses question_attention

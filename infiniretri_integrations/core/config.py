@@ -41,6 +41,15 @@ class RetrievalConfig:
         system_prompt: optional system message for chat templates.
         use_chat_template: ``None`` wraps the prompt in the tokenizer's chat template when it has one.
         max_new_tokens: answer length (reference: 128).
+        token_budget: keep the best-scoring sentences until this many tokens (of the scoring
+            model's tokenizer) are kept; the result is in document order. ``None`` keeps what the
+            ``top_k`` rule keeps. Each pass keeps ``max(token_budget, max_cache_tokens)`` tokens
+            so that later chunks compete with a working set; the final cut uses the last pass's
+            scores.
+        fusion: a lexical signal fused with attention by reciprocal rank (``"bm25"``: BM25 of
+            each sentence with its passage's first line, over the same sentences), or ``None``
+            for attention alone. Attention stays the primary signal.
+        fusion_weight: weight of the lexical signal's reciprocal rank relative to attention's.
 
     Example:
         >>> RetrievalConfig(top_k=100).top_k
@@ -63,6 +72,9 @@ class RetrievalConfig:
     system_prompt: str | None = None
     use_chat_template: bool | None = None
     max_new_tokens: int = 128
+    token_budget: int | None = None
+    fusion: str | None = None
+    fusion_weight: float = 1.0
 
     def __post_init__(self) -> None:
         _require_positive_int("chunk_size", self.chunk_size)
@@ -72,6 +84,21 @@ class RetrievalConfig:
         _require_positive_int("max_new_tokens", self.max_new_tokens)
         if self.max_cache_tokens is not None:
             _require_positive_int("max_cache_tokens", self.max_cache_tokens)
+        if self.token_budget is not None:
+            _require_positive_int("token_budget", self.token_budget)
+        if self.fusion is not None:
+            from infiniretri_integrations.core.lexical import LEXICAL_SIGNALS
+
+            if self.fusion not in LEXICAL_SIGNALS:
+                msg = f"fusion must be None or one of {sorted(LEXICAL_SIGNALS)}, got {self.fusion!r}"
+                raise ValueError(msg)
+        if (
+            not isinstance(self.fusion_weight, (int, float))
+            or isinstance(self.fusion_weight, bool)
+            or not 0 <= self.fusion_weight < float("inf")
+        ):
+            msg = f"fusion_weight must be a finite number >= 0, got {self.fusion_weight!r}"
+            raise ValueError(msg)
         if self.max_sentence_tokens > self.chunk_size:
             msg = (
                 f"max_sentence_tokens ({self.max_sentence_tokens}) must not exceed chunk_size "

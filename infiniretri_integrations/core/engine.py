@@ -12,17 +12,25 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from infiniretri_integrations.core.attention import resolve_layers, score_rows
+from infiniretri_integrations.core.attention import question_attention, resolve_layers
 from infiniretri_integrations.core.chunking import pack_chunks
 from infiniretri_integrations.core.config import RetrievalConfig
 from infiniretri_integrations.core.generation import generate, stream_generate
+from infiniretri_integrations.core.lexical import lexical_signal
 from infiniretri_integrations.core.models import LocalModel, as_local_model
 from infiniretri_integrations.core.prompting import PromptLayout, build_layout
-from infiniretri_integrations.core.scoring import context_scores, question_weights, select_sentences
+from infiniretri_integrations.core.scoring import (
+    context_scores,
+    fill_budget,
+    question_weights,
+    rank_fusion,
+    select_sentences,
+)
 from infiniretri_integrations.core.segmentation import segment_documents
 from infiniretri_integrations.core.types import (
     Answer,
     ChunkProgress,
+    ForwardPass,
     RetrievalResult,
     RetrievalStats,
     RetrievedSentence,
@@ -37,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 DocumentLike = str | SourceDocument | Mapping[str, Any]
 ProgressCallback = Callable[[ChunkProgress, list[RetrievedSentence]], None]
+ForwardHook = Callable[[ForwardPass], None]
 
 
 @dataclass
@@ -59,6 +68,8 @@ class InfiniRetriEngine:
         device, dtype: used only when the engine loads the model itself.
         max_context_tokens: prompt length limit (default: the model's window).
         show_progress: progress bar over chunks (``None``: only on an interactive terminal).
+        on_forward: called with a :class:`ForwardPass` before every scoring forward pass (what
+            is fed to the model); benchmarks and tests use it to see the exact sequences.
 
     Example:
         >>> engine = InfiniRetriEngine(top_k=100)  # doctest: +SKIP
@@ -76,6 +87,7 @@ class InfiniRetriEngine:
         dtype: str | torch.dtype | None = None,
         max_context_tokens: int | None = None,
         show_progress: bool | None = None,
+        on_forward: ForwardHook | None = None,
         **config_overrides: Any,
     ) -> None:
         base = config or RetrievalConfig()
@@ -85,6 +97,7 @@ class InfiniRetriEngine:
             raise ValueError(msg)
         self.max_context_tokens = max_context_tokens
         self.show_progress = show_progress
+        self.on_forward = on_forward
         self._device = device
         self._dtype = dtype
         self._model_source = model
@@ -124,6 +137,7 @@ class InfiniRetriEngine:
         question: str,
         *,
         on_progress: ProgressCallback | None = None,
+        on_forward: ForwardHook | None = None,
         **overrides: Any,
     ) -> RetrievalResult:
         """Read ``documents`` chunk by chunk and return the sentences the question attends to.
@@ -134,6 +148,7 @@ class InfiniRetriEngine:
                 documents are skipped and listed in ``stats.skipped_documents``.
             question: the question (non-empty).
             on_progress: called after each chunk with the progress and the current cache.
+            on_forward: called before each scoring forward pass (overrides the engine's hook).
             **overrides: per-call :class:`RetrievalConfig` fields.
 
         Returns:
@@ -164,6 +179,8 @@ class InfiniRetriEngine:
         if skipped:
             logger.info("Skipped %d empty document(s): %s", len(skipped), skipped)
 
+        lexical = _lexical_scores(sentences, question, cfg)
+        forward_hook = on_forward or self.on_forward
         cache: list[_Kept] = []
         weights: torch.Tensor | None = None
         pad_id = _pad_token_id(lm)
@@ -174,7 +191,10 @@ class InfiniRetriEngine:
                 candidates = [*(k.sentence for k in cache), *chunk]
                 context_ids = [t for s in candidates for t in s.token_ids]
                 ids, context_start, context_end, question_start = layout.assemble(context_ids)
-                rows = score_rows(lm, _bucketed(ids, pad_id), question_start, layers, cfg.scoring_heads)
+                fed = _bucketed(ids, pad_id)
+                if forward_hook is not None:
+                    forward_hook(ForwardPass(index, fed, len(ids), question_start, layers))
+                rows = question_attention(lm, fed, question_start, layers, cfg.scoring_heads)
                 rows = rows[: len(ids) - question_start, : len(ids)].cpu()
                 if weights is None and cfg.question_weights:
                     weights = question_weights(rows, question_start)
@@ -182,8 +202,7 @@ class InfiniRetriEngine:
                 token_sentence = torch.repeat_interleave(
                     torch.arange(len(candidates)), torch.tensor([s.token_count for s in candidates])
                 )
-                kept, best = select_sentences(scores, token_sentence, cfg.top_k)
-                cache = _fit_budget([_Kept(candidates[i], float(best[i])) for i in kept.tolist()], budget)
+                cache = _fit_budget(_keep(candidates, scores, token_sentence, lexical, cfg), budget)
                 read += sum(s.token_count for s in chunk)
                 logger.debug(
                     "chunk %d/%d: %d context tokens, kept %d sentences",
@@ -210,6 +229,8 @@ class InfiniRetriEngine:
             if progress_bar is not None:
                 progress_bar.close()
 
+        if cfg.token_budget is not None:
+            cache = _fit_budget(cache, cfg.token_budget)
         retrieved = [_retrieved(k, docs) for k in cache]
         stats.kept_sentences = len(retrieved)
         stats.kept_tokens = sum(s.token_count for s in retrieved)
@@ -354,17 +375,48 @@ def _pad_token_id(lm: LocalModel) -> int:
 
 
 def _fit_budget(kept: list[_Kept], budget: int) -> list[_Kept]:
-    """Drop the lowest-scoring sentences until the cache fits ``budget`` tokens (order kept)."""
+    """The best-scoring sentences that fit in ``budget`` tokens (document order kept)."""
     if sum(k.sentence.token_count for k in kept) <= budget:
         return kept
-    chosen: set[int] = set()
-    used = 0
-    for position in sorted(range(len(kept)), key=lambda i: -kept[i].score):
-        size = kept[position].sentence.token_count
-        if used + size <= budget:
-            chosen.add(position)
-            used += size
-    return [k for i, k in enumerate(kept) if i in chosen]
+    chosen = fill_budget([k.score for k in kept], [k.sentence.token_count for k in kept], budget)
+    return [kept[i] for i in chosen]
+
+
+def _lexical_scores(sentences: Sequence[Sentence], question: str, cfg: RetrievalConfig) -> dict[Sentence, float]:
+    """The fusion signal of every sentence of the input (empty without fusion)."""
+    if cfg.fusion is None or cfg.fusion_weight == 0:
+        return {}
+    values = lexical_signal(cfg.fusion)(sentences, question)
+    return dict(zip(sentences, values, strict=True))
+
+
+def _keep(
+    candidates: Sequence[Sentence],
+    token_scores: torch.Tensor,
+    token_sentence: torch.Tensor,
+    lexical: Mapping[Sentence, float],
+    cfg: RetrievalConfig,
+) -> list[_Kept]:
+    """One pass's selection among ``candidates`` (cache + chunk), in document order.
+
+    Without a budget or fusion this is the method's rule: every sentence holding one of the
+    ``top_k`` best tokens. With fusion, the top-k rule decides how many tokens to keep and the
+    fused score decides which sentences; with ``token_budget``, sentences are taken by score
+    until ``max(token_budget, max_cache_tokens)`` tokens.
+    """
+    kept, best = select_sentences(token_scores, token_sentence, cfg.top_k)
+    scores = best
+    if lexical:
+        other = torch.tensor([lexical[s] for s in candidates], dtype=torch.float64)
+        scores = rank_fusion(best.to(torch.float64), other, cfg.fusion_weight).to(best.dtype)
+    sizes = [s.token_count for s in candidates]
+    if cfg.token_budget is not None:
+        chosen = fill_budget(scores, sizes, max(cfg.token_budget, cfg.max_cache_tokens or 0))
+    elif lexical:
+        chosen = fill_budget(scores, sizes, sum(sizes[i] for i in kept.tolist()))
+    else:
+        chosen = kept.tolist()
+    return [_Kept(candidates[i], float(scores[i])) for i in chosen]
 
 
 def _retrieved(kept: _Kept, docs: Sequence[SourceDocument]) -> RetrievedSentence:

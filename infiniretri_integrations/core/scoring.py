@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 
@@ -75,10 +77,71 @@ def select_sentences(
     Returns:
         ``(kept, best)``: sorted indices of the kept sentences, and ``[n]`` max token score per sentence.
     """
-    count = int(token_sentence[-1].item()) + 1 if token_sentence.numel() else 0
-    best = torch.full((count,), float("-inf"), dtype=scores.dtype)
-    best = best.scatter_reduce(0, token_sentence, scores, reduce="amax")
+    best = sentence_maxima(scores, token_sentence)
     k = min(top_k, scores.numel())
     top = torch.topk(scores, k).indices
     kept = torch.unique(token_sentence[top])
     return kept, best
+
+
+def sentence_maxima(scores: torch.Tensor, token_sentence: torch.Tensor) -> torch.Tensor:
+    """Best token score of each sentence.
+
+    Args:
+        scores: ``[tokens]``.
+        token_sentence: ``[tokens]`` sentence index (0..n-1, non-decreasing) of each token.
+
+    Returns:
+        ``[n]``.
+
+    Example:
+        >>> sentence_maxima(torch.tensor([1.0, 3.0, 2.0]), torch.tensor([0, 0, 1])).tolist()
+        [3.0, 2.0]
+    """
+    count = int(token_sentence[-1].item()) + 1 if token_sentence.numel() else 0
+    best = torch.full((count,), float("-inf"), dtype=scores.dtype)
+    return best.scatter_reduce(0, token_sentence, scores, reduce="amax")
+
+
+def rank_fusion(primary: torch.Tensor, secondary: torch.Tensor, weight: float = 1.0, k: float = 60.0) -> torch.Tensor:
+    """Reciprocal-rank fusion of two scores of the same items: ``1/(k + rank_1) + weight/(k + rank_2)``.
+
+    Ranks start at 1 (best); ties share the better rank. Only ranks matter, so the two signals
+    need no common scale.
+
+    Args:
+        primary, secondary: ``[n]`` scores (higher is better).
+
+    Returns:
+        ``[n]`` fused scores (higher is better).
+
+    Example:
+        >>> rank_fusion(torch.tensor([3.0, 2.0, 1.0]), torch.tensor([0.0, 5.0, 1.0])).argmax().item()
+        1
+    """
+    return 1.0 / (k + _ranks(primary)) + weight / (k + _ranks(secondary))
+
+
+def _ranks(scores: torch.Tensor) -> torch.Tensor:
+    """``[n]`` 1-based ranks, best first; equal scores share the better rank."""
+    return (scores[None, :] > scores[:, None]).sum(dim=1).to(torch.float64) + 1.0
+
+
+def fill_budget(scores: Sequence[float] | torch.Tensor, sizes: Sequence[int], budget: int) -> list[int]:
+    """Items taken in score order while they fit in ``budget`` (items that do not fit are
+    skipped, smaller ones after them may still fit); returned in their original order.
+
+    Example:
+        >>> fill_budget([0.9, 0.5, 0.8, 0.1], [6, 2, 5, 1], 8)
+        [0, 1]
+        >>> fill_budget([0.9, 0.5, 0.8, 0.1], [6, 2, 5, 1], 9)
+        [0, 1, 3]
+    """
+    values = scores.tolist() if isinstance(scores, torch.Tensor) else list(scores)
+    chosen: list[int] = []
+    used = 0
+    for index in sorted(range(len(values)), key=lambda i: (-values[i], i)):
+        if used + sizes[index] <= budget:
+            chosen.append(index)
+            used += sizes[index]
+    return sorted(chosen)

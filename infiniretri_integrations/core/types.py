@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,22 @@ class ChunkProgress:
     tokens_total: int
     cached_sentences: int
     cached_tokens: int
+
+
+@dataclass(frozen=True)
+class ForwardPass:
+    """One scoring forward pass, as handed to an engine's ``on_forward`` hook before it runs.
+
+    ``input_ids`` (``[1, padded_length]``) is exactly what the model is fed: the prompt
+    (``length`` real tokens) right-padded to a shape bucket; the question rows start at
+    ``question_start``; ``layers`` are the scoring layers (the forward stops after the deepest).
+    """
+
+    chunk_index: int
+    input_ids: torch.Tensor
+    length: int
+    question_start: int
+    layers: tuple[int, ...]
 
 
 @dataclass

@@ -1,0 +1,145 @@
+"""Budgeted selection, fusion with a lexical signal, and the forward hook (tiny model, fast)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from infiniretri_integrations import InfiniRetriEngine, RetrievalConfig
+from infiniretri_integrations.core.attention import forward_through, question_attention
+from infiniretri_integrations.core.lexical import bm25_passage_scores, passage_leads
+from infiniretri_integrations.core.scoring import fill_budget, rank_fusion
+from infiniretri_integrations.core.segmentation import segment_documents
+from infiniretri_integrations.core.types import ForwardPass
+
+PASSAGES = "\n\n".join(
+    f"Passage {n}:\n{title}\n{body}"
+    for n, (title, body) in enumerate(
+        [
+            ("Thames", "The river flows through London. It is 346 km long. Boats carry tourists daily."),
+            ("Fuji", "The mountain is in Japan. Its height is 3776 metres. Snow covers it in winter."),
+            ("Nile", "The river flows north. It crosses eleven countries. Farmers depend on its floods."),
+            ("Alps", "The range spans eight countries. Its highest peak is Mont Blanc. Glaciers are shrinking."),
+        ]
+        * 4,
+        start=1,
+    )
+)
+
+
+@pytest.fixture
+def engine(tiny_llama):
+    return InfiniRetriEngine(tiny_llama, chunk_size=96, top_k=8, max_sentence_tokens=48)
+
+
+@pytest.mark.parametrize("budget", [20, 64, 150])
+def test_token_budget_is_exact_and_in_document_order(engine, budget):
+    result = engine.retrieve([PASSAGES, PASSAGES[::-1]], "How high is Mount Fuji?", token_budget=budget)
+    assert 0 < result.stats.kept_tokens <= budget
+    keys = [(s.document_index, s.sentence_index) for s in result.sentences]
+    assert keys == sorted(keys)
+    # filled: no sentence left out of the final pass would still have fitted
+    smallest = min(s.token_count for s in result.sentences)
+    assert result.stats.kept_tokens + smallest > budget or budget >= result.stats.input_tokens
+
+
+def test_token_budget_takes_the_best_scores(engine):
+    wide = engine.retrieve(PASSAGES, "How high is Mount Fuji?", token_budget=400, max_cache_tokens=400)
+    narrow = engine.retrieve(PASSAGES, "How high is Mount Fuji?", token_budget=60, max_cache_tokens=400)
+    # same passes (the working cache is the same), so the narrow result is the top of the wide one
+    ranked = sorted(wide.sentences, key=lambda s: -s.score)
+    expected = fill_budget([s.score for s in ranked], [s.token_count for s in ranked], 60)
+    assert {(s.document_index, s.sentence_index) for s in narrow.sentences} == {
+        (ranked[i].document_index, ranked[i].sentence_index) for i in expected
+    }
+
+
+def test_budget_bigger_than_input_keeps_everything(engine):
+    result = engine.retrieve("Short text. Two sentences.", "What?", token_budget=10_000)
+    assert result.stats.kept_tokens == result.stats.input_tokens
+
+
+def test_fill_budget_rule():
+    assert fill_budget([0.9, 0.5, 0.8, 0.1], [6, 2, 5, 1], 8) == [0, 1]
+    assert fill_budget(torch.tensor([0.1, 0.2]), [3, 3], 2) == []
+    assert fill_budget([1.0, 1.0, 1.0], [1, 1, 1], 2) == [0, 1]  # ties: earlier first
+
+
+def test_rank_fusion_is_rank_based_and_weighted():
+    attention = torch.tensor([10.0, 9.0, 1.0])
+    lexical = torch.tensor([0.0, 0.0, 7.0])
+    assert rank_fusion(attention, lexical, weight=0.0).argmax().item() == 0
+    assert rank_fusion(attention, lexical * 1000, weight=1.0).tolist() == rank_fusion(attention, lexical).tolist()
+    assert rank_fusion(attention, lexical, weight=5.0).argmax().item() == 2
+
+
+def test_passage_leads_and_bm25_use_the_passage_title(tokenizer):
+    (sentences,) = segment_documents([PASSAGES], tokenizer, 48)
+    leads = passage_leads(sentences)
+    assert leads[0] == 0 and all(leads[i] <= i for i in range(len(leads)))
+    assert "Fuji" in sentences[leads[[i for i, s in enumerate(sentences) if "3776" in s.text][0]]].text
+    scores = bm25_passage_scores(sentences, "Which mountain is called Fuji?")
+    height = [i for i, s in enumerate(sentences) if "3776" in s.text]
+    thames = [i for i, s in enumerate(sentences) if "346 km" in s.text]
+    # "Its height is 3776 metres." never names Fuji; its passage title does
+    assert min(scores[i] for i in height) > max(scores[i] for i in thames)
+
+
+def test_fusion_changes_the_choice_towards_lexical_matches(engine):
+    question = "What is the height of Fuji in metres?"
+    plain = engine.retrieve(PASSAGES, question, token_budget=40)
+    fused = engine.retrieve(PASSAGES, question, token_budget=40, fusion="bm25", fusion_weight=3.0)
+    assert any("3776" in s.text for s in fused.sentences)
+    assert [s.text for s in plain.sentences] != [s.text for s in fused.sentences]
+    assert fused.stats.kept_tokens <= 40
+
+
+def test_fusion_without_budget_keeps_as_many_tokens_as_the_top_k_rule(engine):
+    plain = engine.retrieve(PASSAGES, "How long is the Thames?")
+    fused = engine.retrieve(PASSAGES, "How long is the Thames?", fusion="bm25")
+    assert 0 < fused.stats.kept_tokens <= plain.stats.kept_tokens + max(s.token_count for s in plain.sentences)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"token_budget": 0}, "token_budget must be a positive integer, got 0"),
+        ({"fusion": "tfidf"}, "fusion must be None or one of \\['bm25'\\], got 'tfidf'"),
+        ({"fusion_weight": -1}, "fusion_weight must be a finite number >= 0, got -1"),
+    ],
+)
+def test_bad_selection_options_name_the_value(options, match):
+    with pytest.raises(ValueError, match=match):
+        RetrievalConfig(**options)
+
+
+def test_on_forward_sees_exactly_what_is_fed(tiny_llama):
+    seen: list[ForwardPass] = []
+    engine = InfiniRetriEngine(tiny_llama, chunk_size=96, top_k=8, max_sentence_tokens=48, on_forward=seen.append)
+    result = engine.retrieve(PASSAGES, "How high is Mount Fuji?")
+    assert [p.chunk_index for p in seen] == list(range(result.stats.chunks))
+    for forward in seen:
+        assert forward.input_ids.shape[1] % 64 == 0 and forward.length <= forward.input_ids.shape[1]
+        assert forward.layers == result.stats.scoring_layers
+        assert forward.question_start < forward.length
+    per_call: list[ForwardPass] = []
+    engine.retrieve(PASSAGES, "How high is Mount Fuji?", on_forward=per_call.append)
+    assert len(per_call) == result.stats.chunks and len(seen) == result.stats.chunks
+
+
+def test_forward_through_stops_at_the_layer(tiny_llama):
+    reached: list[int] = []
+    handles = [
+        layer.register_forward_pre_hook(lambda module, args, index=index: reached.append(index))
+        for index, layer in enumerate(tiny_llama.model.model.layers)
+    ]
+    try:
+        forward_through(tiny_llama, torch.tensor([[1, 2, 3, 4, 5]]), 1)
+        assert reached == [0, 1]
+        reached.clear()
+        rows = question_attention(tiny_llama, torch.tensor([[1, 2, 3, 4, 5]]), 3, [2])
+        assert reached == [0, 1, 2] and rows.shape == (2, 5)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert tiny_llama.model.config._attn_implementation == "sdpa"  # restored after each pass
