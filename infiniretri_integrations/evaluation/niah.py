@@ -237,6 +237,8 @@ def answer_has_facts(answer: str, facts: Sequence[str] = NEEDLE_FACTS) -> bool:
 
 DEFAULT_LENGTHS = (8_000, 16_000, 32_000, 64_000, 128_000)
 DEFAULT_DEPTHS = (0.0, 25.0, 50.0, 75.0, 100.0)
+ANSWER_TOKENS = 48
+"""Answer length in the grid: enough for the needle's sentence."""
 
 
 def _cell_key(context_tokens: int, depth_percent: float) -> str:
@@ -259,7 +261,7 @@ def run_cell(
     question: str = STANDARD_QUESTION,
     facts: Sequence[str] = NEEDLE_FACTS,
     baseline: bool = True,
-    max_new_tokens: int = 48,
+    max_new_tokens: int = ANSWER_TOKENS,
 ) -> dict[str, Any]:
     """One grid cell: InfiniRetri (retrieve + answer) and, with ``baseline``, the same model
     answering from the whole case (middle-truncated to its window, as LongBench does)."""
@@ -314,7 +316,7 @@ def run_grid(
     question: str = STANDARD_QUESTION,
     facts: Sequence[str] = NEEDLE_FACTS,
     baseline: bool = True,
-    max_new_tokens: int = 48,
+    max_new_tokens: int = ANSWER_TOKENS,
     meta: dict[str, Any] | None = None,
     on_cell: Any = None,
 ) -> dict[str, Any]:

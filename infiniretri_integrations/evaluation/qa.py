@@ -20,12 +20,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from infiniretri_integrations.core.config import DEFAULT_PROMPT_TEMPLATE
 from infiniretri_integrations.evaluation.datasets import QASample
 from infiniretri_integrations.evaluation.metrics import best_f1
 from infiniretri_integrations.evaluation.results_file import read_results, write_results
 
 METHODS = ("infiniretri", "full", "rag", "bm25", "reference")
-REFERENCE_PROMPT = "Read the book and answer the question. Be very concise in your answer.\n\n{context}\n\nQuestion:\n\n{question}\n\nAnswer:"
+ANSWER_TOKENS = 32
+"""Answer length: QA answers are short (F1 punishes extra words)."""
+RAG_CHUNKS = 4
+"""Chunks the RAG and BM25 baselines give the reader."""
+RAG_CHUNK_TOKENS = 200
+"""Reader tokens per RAG/BM25 chunk (4 x 200 is in the range of InfiniRetri's kept tokens)."""
 
 
 class MiniLMEmbeddings:
@@ -72,9 +78,9 @@ class QARunner:
         top_k: int | None = None,
         chunk_size: int | None = None,
         layer: int | str | None = None,
-        max_new_tokens: int = 32,
-        rag_chunks: int = 4,
-        rag_chunk_tokens: int = 200,
+        max_new_tokens: int = ANSWER_TOKENS,
+        rag_chunks: int = RAG_CHUNKS,
+        rag_chunk_tokens: int = RAG_CHUNK_TOKENS,
         reference_model_path: str | None = None,
         reference_limit: int | None = None,
     ) -> None:
@@ -135,7 +141,11 @@ class QARunner:
         eager = load_model(path, attn_implementation="eager", dtype=self.lm.dtype)
         eager.model.generation_config.do_sample = False
         return InfiniRetri(
-            eager.model, eager.tokenizer, topk=self.engine.config.top_k, answer_length=8, window_length=1024
+            eager.model,
+            eager.tokenizer,
+            topk=self.engine.config.top_k,
+            answer_length=8,
+            window_length=self.engine.config.chunk_size,
         )
 
     # ------------------------------------------------------------------ methods
@@ -212,16 +222,16 @@ class QARunner:
         ir = self._reference
         response, info = ir.ir.generate2(
             data_dict={"context": sample.context, "question": sample.question},
-            prompt=REFERENCE_PROMPT,
+            prompt=DEFAULT_PROMPT_TEMPLATE,
             gen_name="InfiniRetri",
-            chunk_size=1024,
+            chunk_size=self.engine.config.chunk_size,
             topk=self.engine.config.top_k,
-            phrase_token_num=8,
+            phrase_token_num=self.engine.config.phrase_window,
             max_new_tokens=self.max_new_tokens,
         )
         template = len(
             ir.ir.tokenizer.encode(
-                REFERENCE_PROMPT.format(context="", question=sample.question), add_special_tokens=False
+                DEFAULT_PROMPT_TEMPLATE.format(context="", question=sample.question), add_special_tokens=False
             )
         )
         return str(response).strip(), max(0, int(info.get("input_token_length", 0)) - template)
