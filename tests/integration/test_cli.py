@@ -52,7 +52,17 @@ def test_version() -> None:
 def test_demo_help_lists_the_demo_options() -> None:
     run = infiniretri("demo", "--help")
     assert run.returncode == 0, run.stderr
-    for option in ("--files", "--question", "--essays", "--tokens", "--depth", "--quiet", "--model", "--device", "--dtype"):
+    for option in (
+        "--files",
+        "--question",
+        "--essays",
+        "--tokens",
+        "--depth",
+        "--quiet",
+        "--model",
+        "--device",
+        "--dtype",
+    ):
         assert option in run.stdout
 
 
@@ -97,7 +107,17 @@ def test_unavailable_cuda_names_the_fix(notes: Path) -> None:
 
 
 def test_show_prints_the_best_sentences_by_score(notes: Path, tiny_folder: Path) -> None:
-    argv = ["ask", str(notes), "-q", "What does Dave play?", "--model", str(tiny_folder), "--no-answer", "--top-k", "40"]
+    argv = [
+        "ask",
+        str(notes),
+        "-q",
+        "What does Dave play?",
+        "--model",
+        str(tiny_folder),
+        "--no-answer",
+        "--top-k",
+        "40",
+    ]
     everything = json.loads(infiniretri(*argv, "--json").stdout)["sentences"]
     assert len(everything) > 2
     best = sorted(everything, key=lambda s: -s["score"])[:2]

@@ -31,7 +31,23 @@ def doc(tmp_path: Path) -> Path:
 
 def test_ask_json_and_html(capsys, tiny_llama, doc: Path, tmp_path: Path) -> None:
     html = tmp_path / "out.html"
-    code, out, err = _run(capsys, ["ask", str(doc), "-q", "Where does Bob live?", "--json", "--max-new-tokens", "3", "--top-k", "5", "--html", str(html)], tiny_llama)
+    code, out, err = _run(
+        capsys,
+        [
+            "ask",
+            str(doc),
+            "-q",
+            "Where does Bob live?",
+            "--json",
+            "--max-new-tokens",
+            "3",
+            "--top-k",
+            "5",
+            "--html",
+            str(html),
+        ],
+        tiny_llama,
+    )
     assert code == 0, err
     payload = json.loads(out)
     assert payload["question"] == "Where does Bob live?"
@@ -53,7 +69,9 @@ def test_ask_with_saved_model_path(capsys, tiny_llama, doc: Path, tmp_path: Path
     folder = tmp_path / "tiny"
     tiny_llama.model.save_pretrained(folder)
     tiny_llama.tokenizer.save_pretrained(folder)
-    code, out, err = _run(capsys, ["ask", str(doc), "-q", "Where does Bob live?", "--model", str(folder), "--json", "--no-answer"])
+    code, out, err = _run(
+        capsys, ["ask", str(doc), "-q", "Where does Bob live?", "--model", str(folder), "--json", "--no-answer"]
+    )
     assert code == 0, err
     assert json.loads(out)["answer"] is None
 
@@ -101,7 +119,19 @@ def test_token_counts_parse() -> None:
 
 def test_niah_grid_json_resume(capsys, tiny_llama, tmp_path: Path) -> None:
     out_json = tmp_path / "grid.json"
-    argv = ["niah", "--lengths", "300", "--depths", "0,100", "--out", str(out_json), "--json", "--no-progress", "--max-new-tokens", "2"]
+    argv = [
+        "niah",
+        "--lengths",
+        "300",
+        "--depths",
+        "0,100",
+        "--out",
+        str(out_json),
+        "--json",
+        "--no-progress",
+        "--max-new-tokens",
+        "2",
+    ]
     code, out, err = _run(capsys, argv, tiny_llama)
     assert code == 0, err
     payload = json.loads(out)
@@ -128,7 +158,23 @@ def test_qa_json(capsys, tiny_llama, tmp_path: Path) -> None:
     ]
     data.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
     out_json = tmp_path / "qa.json"
-    argv = ["qa", "--jsonl", str(data), "--methods", "infiniretri,full,bm25", "--out", str(out_json), "--json", "--no-progress", "--max-new-tokens", "2", "--rag-chunk-tokens", "16", "--rag-chunks", "1"]
+    argv = [
+        "qa",
+        "--jsonl",
+        str(data),
+        "--methods",
+        "infiniretri,full,bm25",
+        "--out",
+        str(out_json),
+        "--json",
+        "--no-progress",
+        "--max-new-tokens",
+        "2",
+        "--rag-chunk-tokens",
+        "16",
+        "--rag-chunks",
+        "1",
+    ]
     code, out, err = _run(capsys, argv, tiny_llama)
     assert code == 0, err
     summary = json.loads(out)["summary"]
