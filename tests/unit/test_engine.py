@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from infiniretri_integrations import InfiniRetriEngine, SourceDocument
-from infiniretri_integrations.core import attention
+from infiniretri_integrations.core.types import ForwardPass
 
 DOCS = [
     SourceDocument(
@@ -104,22 +104,12 @@ def test_nul_bytes_and_junk_are_read(engine):
 
 def test_cache_cap_and_memory_bound(tiny_llama, stdlib_haystack):
     """Every forward pass holds at most one chunk plus the capped cache plus the prompt."""
-    lengths: list[int] = []
-    original = attention.score_rows
-
-    def spy(lm, input_ids, *args, **kwargs):
-        lengths.append(input_ids.shape[1])
-        return original(lm, input_ids, *args, **kwargs)
-
+    passes: list[ForwardPass] = []
     engine = InfiniRetriEngine(tiny_llama, chunk_size=256, top_k=200, max_cache_tokens=128, max_sentence_tokens=64)
     text = stdlib_haystack[:40_000]
-    try:
-        import infiniretri_integrations.core.engine as engine_module
-
-        engine_module.score_rows = spy
-        result = engine.retrieve([text], "What does the json module do?")
-    finally:
-        engine_module.score_rows = original
+    result = engine.retrieve([text], "What does the json module do?", on_forward=passes.append)
+    lengths = [p.input_ids.shape[1] for p in passes]
+    assert all(p.length <= p.input_ids.shape[1] for p in passes)
     assert result.stats.chunks == len(lengths) > 5
     assert result.stats.kept_tokens <= 128
     from infiniretri_integrations.core.prompting import build_layout

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from infiniretri_integrations import InfiniRetriEngine, RetrievalConfig
-from infiniretri_integrations.core.attention import score_rows
+from infiniretri_integrations.core.attention import question_attention as score_rows
 from infiniretri_integrations.core.prompting import build_layout
 from infiniretri_integrations.core.scoring import context_scores, question_weights, select_sentences
 
