@@ -28,9 +28,9 @@ DEFAULT_ESSAYS = Path(__file__).resolve().parents[2] / "shared" / "data" / "niah
 def parse_config(spec: str, lm: Any) -> dict[str, Any]:
     """``{"scoring_layer": ..., "scoring_heads": ...}`` for a configuration string."""
     if spec == "auto":
-        from infiniretri_integrations.calibration import calibrated_config
+        from infiniretri_integrations.core.calibration import calibrated_scoring
 
-        layer, heads = calibrated_config(lm)
+        layer, heads = calibrated_scoring(lm)
         return {"scoring_layer": layer, "scoring_heads": heads}
     if spec == "last":
         return {"scoring_layer": lm.num_layers - 1, "scoring_heads": None}
@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from infiniretri_integrations import InfiniRetriEngine, default_model, load_model
+    from infiniretri_integrations.core.storage import write_atomic
     from infiniretri_integrations.evaluation.niah import build_case, load_haystack, needle_retrieved
 
     lm = default_model() if args.model == "default" else load_model(args.model)
@@ -103,10 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                     "seconds": round(time.perf_counter() - started, 1),
                 }
                 data["cells"].append(cell)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                tmp = out.with_suffix(".tmp")
-                tmp.write_text(json.dumps(data, indent=1))
-                tmp.replace(out)
+                write_atomic(out, json.dumps(data, indent=1))
                 print(
                     f"{spec:>8} {length:>6} @{depth:>5g}%: retrieved={cell['retrieved']} kept={cell['kept_tokens']} ({cell['seconds']}s)",
                     flush=True,

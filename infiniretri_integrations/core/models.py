@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from infiniretri_integrations.core.storage import cache_dir, staged_path
+
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -68,7 +70,7 @@ class LocalModel:
         if not self.name:
             self.name = str(getattr(self.model.config, "name_or_path", "") or type(self.model).__name__)
         if self.default_scoring_layer is None:
-            from infiniretri_integrations.core.calibration_store import known_default_layer
+            from infiniretri_integrations.core.calibration.store import known_default_layer
 
             self.default_scoring_layer = known_default_layer(self)
 
@@ -160,15 +162,6 @@ def resolve_dtype(device: torch.device, dtype: str | torch.dtype | None = None) 
     if device.type == "cpu" and cpu_supports_bf16():
         return torch.bfloat16
     return torch.float32
-
-
-def cache_dir() -> Path:
-    """Where converted weights and calibrations are stored (``INFINIRETRI_CACHE_DIR`` overrides)."""
-    root = os.environ.get("INFINIRETRI_CACHE_DIR")
-    if root:
-        return Path(root)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "infiniretri"
 
 
 def default_model_path() -> Path:
@@ -267,23 +260,16 @@ def _converted_gguf_dir(gguf_path: Path) -> Path:
 
 def _store_converted(model: Any, tokenizer: Any, target: Path) -> None:
     """Save de-quantised GGUF weights as safetensors (atomically: a half-written folder is never used)."""
-    import shutil
-    import tempfile
-
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
-        quantization = getattr(model.config, "quantization_config", None)
-        if quantization is not None:
-            del model.config.quantization_config
-        model.hf_quantizer = None
-        if hasattr(model, "is_quantized"):
-            model.is_quantized = False
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        if target.exists():
-            shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
+        with staged_path(target) as staging:
+            quantization = getattr(model.config, "quantization_config", None)
+            if quantization is not None:
+                del model.config.quantization_config
+            model.hf_quantizer = None
+            if hasattr(model, "is_quantized"):
+                model.is_quantized = False
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
         logger.info("Cached de-quantised weights in %s", target)
     except Exception as error:  # the cache is an optimisation: never fail the load for it
         logger.warning("Could not cache converted GGUF weights in %s: %s", target, error)

@@ -1,26 +1,33 @@
-"""Calibration of the scoring layer: deterministic, cached, corrupt caches rebuilt, bundled default used."""
+"""Calibration of the scoring layer: deterministic, cached, corrupt caches rebuilt, bundled default used,
+one store and one file format for bundled and cached calibrations."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from infiniretri_integrations import calibration
-from infiniretri_integrations.calibration import (
+from infiniretri_integrations.core.attention import question_attention as score_rows
+from infiniretri_integrations.core.calibration import (
     CalibrationReport,
     all_layer_rows,
     cache_path,
     calibrate,
-    calibrated_config,
     calibrated_layers,
+    calibrated_scoring,
     clear_calibration_cache,
+    find_calibration,
+    known_default_layer,
     load_cached_calibration,
+    runner,
     store_calibration,
     synthetic_cases,
 )
-from infiniretri_integrations.core.attention import score_rows
+from infiniretri_integrations.core.calibration import store as calibration_store
 
 TINY = {"lengths": (256,), "depths": (20.0, 80.0), "needles": 1, "distractors": 1, "progress": False}
 
@@ -28,6 +35,7 @@ TINY = {"lengths": (256,), "depths": (20.0, 80.0), "needles": 1, "distractors": 
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("INFINIRETRI_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(calibration_store, "_IN_MEMORY", {})
     return tmp_path
 
 
@@ -35,13 +43,13 @@ def cache_dir(tmp_path, monkeypatch):
 def counted(monkeypatch):
     """Count calls of calibrate() and make the default settings tiny."""
     calls = []
-    original = calibration.calibrate
+    original = runner.calibrate
 
     def fake(lm, **kwargs):
         calls.append(kwargs)
         return original(lm, **{**TINY, **{k: v for k, v in kwargs.items() if k != "progress"}})
 
-    monkeypatch.setattr(calibration, "calibrate", fake)
+    monkeypatch.setattr(runner, "calibrate", fake)
     return calls
 
 
@@ -150,10 +158,10 @@ def test_corrupt_cache_is_detected_and_rebuilt(tiny_llama, cache_dir, counted, d
 
 
 def test_other_settings_rebuild(tiny_llama, cache_dir, counted):
-    calibrated_config(tiny_llama, seed=0, **{k: v for k, v in TINY.items() if k != "progress"})
-    calibrated_config(tiny_llama, seed=0, **{k: v for k, v in TINY.items() if k != "progress"})
+    calibrated_scoring(tiny_llama, seed=0, **{k: v for k, v in TINY.items() if k != "progress"})
+    calibrated_scoring(tiny_llama, seed=0, **{k: v for k, v in TINY.items() if k != "progress"})
     assert len(counted) == 1
-    calibrated_config(tiny_llama, seed=5, **{k: v for k, v in TINY.items() if k != "progress"})
+    calibrated_scoring(tiny_llama, seed=5, **{k: v for k, v in TINY.items() if k != "progress"})
     assert len(counted) == 2
 
 
@@ -168,8 +176,8 @@ def test_bundled_calibration_for_default_model(real_lm, cache_dir, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("the packaged default must not be calibrated at run time")
 
-    monkeypatch.setattr(calibration, "calibrate", fail)
-    layer, heads = calibrated_config(real_lm)
+    monkeypatch.setattr(runner, "calibrate", fail)
+    layer, heads = calibrated_scoring(real_lm)
     assert layer == real_lm.default_scoring_layer
     assert heads is None
     assert not cache_path(real_lm).exists()
@@ -180,3 +188,96 @@ def test_real_model_short_calibration(real_lm):
     assert len(report.layers) == real_lm.num_layers == 30
     assert report.proposal["hit_rate"] == 1.0
     assert report.settings["cases"] == 1
+
+
+def test_one_store_one_format(tiny_llama, cache_dir, counted, monkeypatch):
+    """A calibration shipped with the package and one in the user cache are the same kind of file,
+    found by the same lookup (user cache first)."""
+    bundled_dir = cache_dir / "bundled"
+    bundled_dir.mkdir()
+    monkeypatch.setattr(calibration_store, "BUNDLED_DIR", bundled_dir)
+    shipped = calibrate(tiny_llama, seed=2, **TINY)
+    shipped.proposal["scoring_layer"] = 0
+    calibration_store.bundled_path(tiny_llama).write_text(calibration_store.encode(shipped), encoding="utf-8")
+    assert find_calibration(tiny_llama).to_dict() == shipped.to_dict()
+    assert known_default_layer(tiny_llama) == 0
+    assert calibrated_layers(tiny_llama) == 0
+    assert not counted, "a bundled calibration is used as it is"
+
+    mine = calibrate(tiny_llama, seed=3, **TINY)
+    mine.proposal["scoring_layer"] = [1, 2]
+    path = store_calibration(tiny_llama, mine)
+    assert find_calibration(tiny_llama).to_dict() == mine.to_dict()
+    assert calibrated_layers(tiny_llama) == (1, 2)
+    assert known_default_layer(tiny_llama) == 0, "the shipped default stays the bundled one"
+    assert path.read_text(encoding="utf-8") == calibration_store.encode(mine)
+    store_calibration(tiny_llama, shipped)
+    assert path.read_text(encoding="utf-8") == calibration_store.bundled_path(tiny_llama).read_text(encoding="utf-8")
+
+
+def test_bundled_file_is_a_store_file(real_lm, cache_dir):
+    path = calibration_store.bundled_path(real_lm)
+    report = find_calibration(real_lm)
+    assert path.is_file() and report is not None
+    assert report.scoring_layer == real_lm.default_scoring_layer == 18
+    assert report.notes["nih_retrieval"]["18"]["8K"] == "5/5"
+    assert calibration_store.encode(report) == path.read_text(encoding="utf-8").rstrip("\n")
+    assert not cache_path(real_lm).exists()
+
+
+def test_bundled_file_damaged_is_ignored(tiny_llama, cache_dir, monkeypatch, caplog):
+    monkeypatch.setattr(calibration_store, "BUNDLED_DIR", cache_dir)
+    report = calibrate(tiny_llama, **TINY)
+    path = calibration_store.bundled_path(tiny_llama)
+    path.write_text(calibration_store.encode(report).replace('"mrr": ', '"mrr": 1', 1), encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        assert find_calibration(tiny_llama) is None
+        assert known_default_layer(tiny_llama) is None
+    assert "Ignoring bundled calibration" in caplog.text and "checksum" in caplog.text
+    assert path.is_file(), "a bundled file is never deleted"
+
+
+def test_unwritable_cache_warns_and_keeps_result_in_memory(tiny_llama, tmp_path, monkeypatch, counted, caplog):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be", encoding="utf-8")
+    monkeypatch.setenv("INFINIRETRI_CACHE_DIR", str(blocker / "cache"))
+    monkeypatch.setattr(calibration_store, "_IN_MEMORY", {})
+    with caplog.at_level("WARNING"):
+        layer, heads = calibrated_scoring(tiny_llama)
+    assert "Could not write the calibration cache" in caplog.text and "kept in memory" in caplog.text
+    assert len(counted) == 1
+    assert heads is None and 0 <= max(layer if isinstance(layer, tuple) else (layer,)) < tiny_llama.num_layers
+    assert calibrated_scoring(tiny_llama) == (layer, heads)
+    assert len(counted) == 1, "the in-memory result is reused for the rest of the process"
+    assert clear_calibration_cache(tiny_llama) == 1
+    calibrated_scoring(tiny_llama)
+    assert len(counted) == 2
+
+
+def test_calibrated_scoring_returns_heads(tiny_llama, cache_dir, counted):
+    report = calibrate(tiny_llama, seed=4, heads=True, **TINY)
+    report.proposal.update(scoring_layer=1, scoring_heads=[0, 2])
+    store_calibration(tiny_llama, report)
+    assert calibrated_scoring(tiny_llama) == (1, (0, 2))
+    assert calibrated_layers(tiny_llama) == 1
+    assert not counted
+
+
+def test_command_line_writes_a_store_file(tiny_llama, tmp_path):
+    folder = tmp_path / "model"
+    tiny_llama.model.save_pretrained(folder)
+    tiny_llama.tokenizer.save_pretrained(folder)
+    cache = tmp_path / "cache"
+    out = tmp_path / "out"
+    env = {**os.environ, "INFINIRETRI_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "infiniretri_integrations.calibration", "--model", str(folder), "--out", str(out)]
+    options = ["--lengths", "256", "--depths", "50", "--needles", "1", "--distractors", "1", "--store"]
+    done = subprocess.run(command + options, capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| layer |" in done.stdout and "Proposed" in done.stdout
+    (written,) = out.glob("calibration-*.json")
+    assert {p.suffix for p in out.glob(f"{written.stem}.*")} >= {".json", ".md"}
+    (stored,) = (cache / "calibrations").glob("*.json")
+    assert stored.read_text(encoding="utf-8") == written.read_text(encoding="utf-8"), "one file format"
+    report = CalibrationReport.from_dict(json.loads(written.read_text(encoding="utf-8")))
+    assert report.settings["cases"] == 1 and report.num_layers == tiny_llama.num_layers

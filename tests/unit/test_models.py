@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from infiniretri_integrations.core import models
+from infiniretri_integrations.core import models, storage
 from infiniretri_integrations.core.models import LocalModel, resolve_device, resolve_dtype
 
 
@@ -58,3 +58,47 @@ def test_load_model_from_saved_folder(tiny_llama, tmp_path):
     loaded = models.load_model(tmp_path, dtype="float32")
     assert loaded.num_layers == tiny_llama.num_layers
     assert loaded.model.config._attn_implementation == "sdpa"
+
+
+def test_storage_cache_dir_defaults(monkeypatch, tmp_path):
+    monkeypatch.delenv("INFINIRETRI_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert storage.cache_dir() == tmp_path / "infiniretri"
+    assert models.cache_dir is storage.cache_dir
+
+
+def test_atomic_write_replaces_or_leaves_the_old_file(tmp_path):
+    target = tmp_path / "deep" / "results.json"
+    storage.write_atomic(target, "old")
+    with pytest.raises(RuntimeError, match="disk full"), storage.staged_path(target) as staging:
+        staging.write_text("half of the new", encoding="utf-8")
+        raise RuntimeError("disk full")
+    assert target.read_text(encoding="utf-8") == "old"
+    assert [p.name for p in target.parent.iterdir()] == ["results.json"], "no staging file left behind"
+    storage.write_atomic(target, b"new")
+    assert target.read_bytes() == b"new"
+
+
+def test_staged_folder_replaces_an_existing_one(tmp_path):
+    target = tmp_path / "converted"
+    target.mkdir()
+    (target / "stale.bin").write_bytes(b"x")
+    with storage.staged_path(target) as staging:
+        staging.mkdir()
+        (staging / "config.json").write_text("{}", encoding="utf-8")
+    assert sorted(p.name for p in target.iterdir()) == ["config.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["converted"]
+
+
+def test_unwritable_storage_raises_oserror(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("in the way", encoding="utf-8")
+    with pytest.raises(OSError):
+        storage.write_atomic(blocker / "sub" / "a.json", "{}")
+
+
+def test_gguf_cache_is_written_through_the_atomic_writer(tiny_llama, tmp_path):
+    target = tmp_path / "models" / "tiny-0123"
+    models._store_converted(tiny_llama.model, tiny_llama.tokenizer, target)
+    assert (target / "config.json").is_file() and (target / "tokenizer_config.json").is_file()
+    assert [p.name for p in target.parent.iterdir()] == ["tiny-0123"], "no staging folder left behind"
