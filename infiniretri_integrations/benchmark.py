@@ -33,11 +33,20 @@ from typing import Any
 
 import torch
 
-from infiniretri_integrations.core import engine as engine_module
+from infiniretri_integrations.cli_common import (
+    DTYPES,
+    Parser,
+    add_model_arguments,
+    add_version_argument,
+    model_from_args,
+    run_command,
+)
+from infiniretri_integrations.core.attention import forward_through
 from infiniretri_integrations.core.config import RetrievalConfig
 from infiniretri_integrations.core.engine import InfiniRetriEngine
-from infiniretri_integrations.core.models import LocalModel, load_model
+from infiniretri_integrations.core.models import LocalModel
 from infiniretri_integrations.core.segmentation import sentence_spans
+from infiniretri_integrations.core.types import ForwardPass
 from infiniretri_integrations.evaluation.niah import build_case, load_haystack, needle_retrieved
 
 
@@ -112,22 +121,12 @@ def _measured(device: torch.device) -> Iterator[dict[str, float | None]]:
 # ---------------------------------------------------------------- methods
 def run_engine(
     lm: LocalModel, text: str, question: str, config: RetrievalConfig, needle: str
-) -> tuple[Measurement, list[list[int]], list[str]]:
-    """The engine, recording the exact token sequences it fed to the model."""
-    sequences: list[list[int]] = []
-    original = engine_module.score_rows
-
-    def recording(model: LocalModel, input_ids: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        sequences.append(input_ids[0].tolist())
-        return original(model, input_ids, *args, **kwargs)
-
+) -> tuple[Measurement, list[ForwardPass], list[str]]:
+    """The engine, recording (through its ``on_forward`` hook) exactly what it fed to the model."""
+    passes: list[ForwardPass] = []
     engine = InfiniRetriEngine(lm, config=config, show_progress=False)
-    engine_module.score_rows = recording  # type: ignore[assignment]
-    try:
-        with _measured(lm.device) as record:
-            result = engine.retrieve([text], question)
-    finally:
-        engine_module.score_rows = original  # type: ignore[assignment]
+    with _measured(lm.device) as record:
+        result = engine.retrieve([text], question, on_forward=passes.append)
     kept = [s.text for s in result.sentences]
     measurement = Measurement(
         method="engine",
@@ -142,21 +141,16 @@ def run_engine(
         forward_passes=result.stats.chunks,
         extra={"scoring_layers": list(result.stats.scoring_layers), "dtype": str(lm.dtype)},
     )
-    return measurement, sequences, kept
+    return measurement, passes, kept
 
 
-def run_floor(lm: LocalModel, sequences: Sequence[Sequence[int]], through_layer: int, input_tokens: int) -> Measurement:
-    """Plain forward passes (the model's SDPA attention, no LM head) over ``sequences``, stopping
-    after ``through_layer``: the least work any implementation of the method must do."""
-    base = lm.model.get_decoder() if hasattr(lm.model, "get_decoder") else lm.model.model
-    layers = base.layers
-    base.layers = layers[: through_layer + 1]
-    try:
-        with _measured(lm.device) as record, lm.lock, torch.inference_mode():
-            for ids in sequences:
-                base(input_ids=torch.tensor([list(ids)], device=lm.device), use_cache=False)
-    finally:
-        base.layers = layers
+def run_floor(lm: LocalModel, passes: Sequence[ForwardPass], input_tokens: int) -> Measurement:
+    """The same forward passes without the scoring: each recorded sequence through
+    :func:`~infiniretri_integrations.core.attention.forward_through` up to its deepest scoring
+    layer (the model's SDPA attention, no LM head): the least work any implementation must do."""
+    with _measured(lm.device) as record:
+        for forward in passes:
+            forward_through(lm, forward.input_ids, max(forward.layers))
     return Measurement(
         method="floor",
         context_tokens=0,
@@ -166,8 +160,8 @@ def run_floor(lm: LocalModel, sequences: Sequence[Sequence[int]], through_layer:
         peak_memory_mb=record["peak_memory_mb"],
         resident_before_mb=record["resident_before_mb"],
         needle_found=None,
-        forward_passes=len(sequences),
-        extra={"through_layer": through_layer},
+        forward_passes=len(passes),
+        extra={"through_layer": max((max(p.layers) for p in passes), default=None)},
     )
 
 
@@ -179,7 +173,7 @@ def run_reference(
 
     model = lm.model
     previous = model.config._attn_implementation
-    model.config._attn_implementation = "eager"
+    model.set_attn_implementation("eager")
     try:
         pipeline = Pipline(
             model=model,
@@ -194,7 +188,7 @@ def run_reference(
                 max_new_tokens=1,
             )
     finally:
-        model.config._attn_implementation = previous
+        model.set_attn_implementation(previous)
     kept_text = _reference_kept_text(info["input_text"], config.prompt_template)
     measurement = Measurement(
         method="reference",
@@ -263,12 +257,12 @@ def run(
                     variants.append(("engine_last_layer", config.replace(scoring_layer=-1)))
                 engines: dict[str, tuple[Measurement, list[str]]] = {}
                 for name, variant_config in variants:
-                    measurement, sequences, kept = run_engine(lm, case.text, case.question, variant_config, case.needle)
+                    measurement, passes, kept = run_engine(lm, case.text, case.question, variant_config, case.needle)
                     measurement.method, measurement.context_tokens, measurement.depth_percent = name, length, depth
                     engines[name] = (measurement, kept)
                     results.append(measurement)
                     log(_line(measurement))
-                    floor = run_floor(lm, sequences, max(measurement.extra["scoring_layers"]), measurement.input_tokens)
+                    floor = run_floor(lm, passes, measurement.input_tokens)
                     floor.method, floor.context_tokens, floor.depth_percent = f"floor[{name}]", length, depth
                     floor.extra["engine_over_floor"] = measurement.seconds / floor.seconds
                     results.append(floor)
@@ -340,11 +334,10 @@ def summary_table(results: Sequence[Measurement]) -> str:
     return "\n".join(rows)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m infiniretri_integrations.benchmark", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--model", default=None, help="model folder or .gguf (default: packaged SmolLM2-135M-Instruct)")
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """The benchmark's options."""
+    add_version_argument(parser)
+    add_model_arguments(parser)
     parser.add_argument(
         "--essays", type=Path, default=None, help="Paul Graham essays folder (default: stdlib docstrings)"
     )
@@ -353,8 +346,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--reference-lengths", type=int, nargs="*", default=[8000], help="lengths at which to run infini-retri (slow)"
     )
     parser.add_argument("--depths", type=float, nargs="+", default=[50.0])
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--dtype", default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument(
         "--no-last-layer", action="store_true", help="skip the engine run with the reference's last layer"
@@ -362,11 +353,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--compare-dtypes",
         nargs="*",
+        choices=DTYPES,
         default=[],
         help="also measure the engine, floor and reference with the same weights in these dtypes (e.g. float32)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write all measurements here")
-    args = parser.parse_args(argv)
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    """Measure, print the summary table and write ``--json``."""
     if args.threads:
         torch.set_num_threads(args.threads)
     reference_lengths = list(args.reference_lengths)
@@ -378,9 +373,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "infini-retri is not installed (pip install infini-retri==0.0.3 scipy seaborn matplotlib tqdm); skipping it"
             )
             reference_lengths = []
-    lm = load_model(args.model, device=args.device, dtype=args.dtype)
+    lm = model_from_args(args)
     models = [(str(lm.dtype).removeprefix("torch."), lm)]
-    models += [(name, load_model(args.model, device=args.device, dtype=name)) for name in args.compare_dtypes]
+    models += [
+        (name, model_from_args(argparse.Namespace(**{**vars(args), "dtype": name}))) for name in args.compare_dtypes
+    ]
     haystack = load_haystack(args.essays)
     machine = f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads, {lm.device}, {lm.dtype}".strip()
     print(f"# {lm.name} on {machine}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}")
@@ -390,7 +387,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = summary_table(results)
     print("\n" + table)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "model": lm.name,
             "machine": machine,
@@ -399,9 +395,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "results": [asdict(r) | {"seconds_per_1k": r.seconds_per_1k} for r in results],
             "table": table,
         }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=1))
         print(f"\nwrote {args.json}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = Parser(prog="python -m infiniretri_integrations.benchmark", description=__doc__.splitlines()[0])
+    configure_parser(parser)
+    return run_command(parser, argv, run_benchmark)
 
 
 if __name__ == "__main__":
