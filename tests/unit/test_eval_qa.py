@@ -38,7 +38,15 @@ def test_summarize_and_table() -> None:
     ]
     rows = qa.summarize({"records": records})
     by = {(r["dataset"], r["method"]): r for r in rows}
-    assert by[("d", "full")] == {"dataset": "d", "method": "full", "n": 2, "f1": 50.0, "context_tokens": 200, "input_tokens": 200, "seconds_per_question": 3.0}
+    assert by[("d", "full")] == {
+        "dataset": "d",
+        "method": "full",
+        "n": 2,
+        "f1": 50.0,
+        "context_tokens": 200,
+        "input_tokens": 200,
+        "seconds_per_question": 3.0,
+    }
     assert by[("all", "infiniretri")]["f1"] == 50.0
     assert [r["method"] for r in rows[:2]] == ["infiniretri", "full"]  # METHODS order, datasets before "all"
     table = qa.markdown_table(rows)

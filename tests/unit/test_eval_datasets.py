@@ -1,4 +1,4 @@
-"""QA loaders on tiny temporary files, and on the real shared files when present."""
+"""QA loaders on tiny temporary files (the real shared files: tests/integration/test_eval_shared_data.py)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,12 @@ def test_load_hotpotqa_builds_titled_documents(tmp_path: Path) -> None:
     assert sample.question == HOTPOT_RECORD["question"]
     assert sample.answers == ("places",)
     assert sorted(sample.documents) == sorted(
-        ["Alpha\nAlpha is a town. It has a river.", "Beta\nBeta is a city.", "Gamma\nGamma is a dog.", "Delta\nDelta is a cat."]
+        [
+            "Alpha\nAlpha is a town. It has a river.",
+            "Beta\nBeta is a city.",
+            "Gamma\nGamma is a dog.",
+            "Delta\nDelta is a cat.",
+        ]
     )
     assert sample.documents == load_hotpotqa(path)[0].documents  # deterministic order
     assert "Beta\nBeta is a city." in sample.context
@@ -74,7 +79,10 @@ def test_load_longbench_jsonl_accepts_field_variants(tmp_path: Path) -> None:
     ]
     path.write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
     samples = load_longbench_jsonl(path)
-    assert [(s.id, s.question, s.answers) for s in samples] == [("a", "Where does Bob live?", ("Rome",)), ("1", "How old is Ann?", ("30",))]
+    assert [(s.id, s.question, s.answers) for s in samples] == [
+        ("a", "Where does Bob live?", ("Rome",)),
+        ("1", "How old is Ann?", ("30",)),
+    ]
     # the other loaders take LongBench-style records too
     assert load_leval(path)[0].answers == ("Rome",)
     assert load_hotpotqa(path)[1].documents == ("Ann is 30.",)
@@ -88,16 +96,3 @@ def test_load_longbench_jsonl_errors(tmp_path: Path) -> None:
     path.write_text("not json\n", encoding="utf-8")
     with pytest.raises(ValueError, match="line 1"):
         load_longbench_jsonl(path)
-
-
-@pytest.mark.data
-def test_real_shared_files(shared_data: Path) -> None:
-    hotpot = load_hotpotqa(shared_data / "hotpotqa" / "camera_ready_nd8_dev_sample100.json")
-    assert len(hotpot) == 100
-    assert all(s.question and s.answers[0] for s in hotpot)
-    assert sum(len(s.documents) == 10 for s in hotpot) >= 95
-    first = hotpot[0]
-    assert any(doc.startswith(first.metadata["gold_titles"][0] + "\n") for doc in first.documents)
-    leval = load_leval(shared_data / "leval" / "scientific_qa.jsonl", questions_per_document=None)
-    assert len(leval) > 100
-    assert all(len(s.documents[0]) > 1000 for s in leval)

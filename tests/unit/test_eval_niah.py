@@ -64,7 +64,9 @@ def test_build_case_rejects_bad_arguments(tokenizer) -> None:
 
 
 def test_needle_checks() -> None:
-    assert niah.needle_retrieved(["Intro.", "  The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day. "])
+    assert niah.needle_retrieved(
+        ["Intro.", "  The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day. "]
+    )
     assert not niah.needle_retrieved(["The best thing to do in San Francisco is eat a sandwich."])
     assert niah.answer_has_facts("Eat a Sandwich and sit in Dolores Park.")
     assert not niah.answer_has_facts("Sit in Dolores Park.")
@@ -78,7 +80,10 @@ def _cell(length: int, depth: float, ok: bool, base: bool | None = None) -> dict
 
 
 def test_grid_tables_and_heatmap(tmp_path: Path) -> None:
-    data = {"meta": {"model": "m"}, "cells": [_cell(8000, 0, True, True), _cell(8000, 50, True, False), _cell(16000, 0, False, False)]}
+    data = {
+        "meta": {"model": "m"},
+        "cells": [_cell(8000, 0, True, True), _cell(8000, 50, True, False), _cell(16000, 0, False, False)],
+    }
     lengths, depths, matrix = niah.grid_table(data)
     assert lengths == [8000, 16000] and depths == [0.0, 50.0]
     assert matrix == [[1.0, 0.0], [1.0, None]]
