@@ -16,6 +16,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from infiniretri_integrations.cli_common import (
+    Parser,
+    add_model_arguments,
+    add_version_argument,
+    model_from_args,
+    run_command,
+)
 from infiniretri_integrations.core.calibration import (
     DEFAULT_DEPTHS,
     DEFAULT_DISTRACTORS,
@@ -33,14 +40,11 @@ __all__ = ["calibrated_layers", "main"]  # calibrated_layers: until core/engine.
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m infiniretri_integrations.calibration", description="Calibrate the scoring layer of a model."
     )
-    parser.add_argument(
-        "--model",
-        default="default",
-        help="'default' (the packaged SmolLM2-135M-Instruct) or a model folder / .gguf file",
-    )
+    add_model_arguments(parser)
+    add_version_argument(parser)
     parser.add_argument("--out", default="calibration-out", help="folder for calibration-<model>.json/.md/.png")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lengths", type=int, nargs="+", default=list(DEFAULT_LENGTHS))
@@ -58,12 +62,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """Run the command line (exit code: 0 done, 1 failure, 2 usage error, 130 interrupted)."""
+    return run_command(_parser(), argv, _run)
+
+
+def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-
-    from infiniretri_integrations.core.models import default_model, load_model
-
-    lm = default_model() if args.model == "default" else load_model(args.model)
+    lm = model_from_args(args)
     if args.clear_cache:
         print(f"removed {clear_calibration_cache(lm)} cached calibration file(s) for {lm.name}")
         return 0

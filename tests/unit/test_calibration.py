@@ -281,3 +281,12 @@ def test_command_line_writes_a_store_file(tiny_llama, tmp_path):
     assert stored.read_text(encoding="utf-8") == written.read_text(encoding="utf-8"), "one file format"
     report = CalibrationReport.from_dict(json.loads(written.read_text(encoding="utf-8")))
     assert report.settings["cases"] == 1 and report.num_layers == tiny_llama.num_layers
+    bad = subprocess.run(
+        [*command[:4], str(tmp_path / "missing.gguf")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert bad.returncode == 2 and "missing.gguf" in bad.stderr
