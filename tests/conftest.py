@@ -99,6 +99,15 @@ def tiny_llama(tokenizer):
 
 
 @pytest.fixture(scope="session")
+def tiny_llama_folder(tiny_llama, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama saved as a transformers folder (what ``--model PATH`` and ``load_model`` read)."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tiny_llama.model.save_pretrained(folder)
+    tiny_llama.tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_gemma(tokenizer):
     return _tiny("gemma", tokenizer)
 

@@ -32,15 +32,6 @@ def notes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def tiny_folder(tiny_llama, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny random Llama saved as a transformers folder (loads in a subprocess in about a second)."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tiny_llama.model.save_pretrained(folder)
-    tiny_llama.tokenizer.save_pretrained(folder)
-    return folder
-
-
 def test_version() -> None:
     from infiniretri_integrations.cli_common import package_version
 
@@ -77,8 +68,8 @@ def test_demo_runs_on_own_files_with_the_packaged_model(notes: Path) -> None:
     assert "needle retrieved" not in run.stdout  # own files: no needle to look for
 
 
-def test_device_and_dtype_reach_the_model(notes: Path, tiny_folder: Path) -> None:
-    argv = ["ask", str(notes), "-q", "Who has cats?", "--model", str(tiny_folder), "--no-answer", "--json"]
+def test_device_and_dtype_reach_the_model(notes: Path, tiny_llama_folder: Path) -> None:
+    argv = ["ask", str(notes), "-q", "Who has cats?", "--model", str(tiny_llama_folder), "--no-answer", "--json"]
     for dtype in ("float32", "bfloat16"):
         run = infiniretri(*argv, "--device", "cpu", "--dtype", dtype)
         assert run.returncode == 0, run.stderr
@@ -106,14 +97,14 @@ def test_unavailable_cuda_names_the_fix(notes: Path) -> None:
     assert "--device cuda" in run.stderr and "--device cpu" in run.stderr and "Traceback" not in run.stderr
 
 
-def test_show_prints_the_best_sentences_by_score(notes: Path, tiny_folder: Path) -> None:
+def test_show_prints_the_best_sentences_by_score(notes: Path, tiny_llama_folder: Path) -> None:
     argv = [
         "ask",
         str(notes),
         "-q",
         "What does Dave play?",
         "--model",
-        str(tiny_folder),
+        str(tiny_llama_folder),
         "--no-answer",
         "--top-k",
         "40",
@@ -129,9 +120,9 @@ def test_show_prints_the_best_sentences_by_score(notes: Path, tiny_folder: Path)
     assert f"... {len(everything) - 2} more" in run.stdout
 
 
-def test_html_highlights_the_kept_sentences(notes: Path, tiny_folder: Path, tmp_path: Path) -> None:
+def test_html_highlights_the_kept_sentences(notes: Path, tiny_llama_folder: Path, tmp_path: Path) -> None:
     page = tmp_path / "view.html"
-    argv = ["ask", str(notes), "-q", "Who has cats?", "--model", str(tiny_folder), "--no-answer", "--json"]
+    argv = ["ask", str(notes), "-q", "Who has cats?", "--model", str(tiny_llama_folder), "--no-answer", "--json"]
     run = infiniretri(*argv, "--html", str(page))
     assert run.returncode == 0, run.stderr
     html = page.read_text(encoding="utf-8")

@@ -65,12 +65,10 @@ def test_ask_text_output_no_answer(capsys, tiny_llama, doc: Path) -> None:
     assert "Kept sentences" in out and "Statistics:" in out and "Answer:" not in out
 
 
-def test_ask_with_saved_model_path(capsys, tiny_llama, doc: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "tiny"
-    tiny_llama.model.save_pretrained(folder)
-    tiny_llama.tokenizer.save_pretrained(folder)
+def test_ask_with_saved_model_path(capsys, tiny_llama_folder: Path, doc: Path) -> None:
     code, out, err = _run(
-        capsys, ["ask", str(doc), "-q", "Where does Bob live?", "--model", str(folder), "--json", "--no-answer"]
+        capsys,
+        ["ask", str(doc), "-q", "Where does Bob live?", "--model", str(tiny_llama_folder), "--json", "--no-answer"],
     )
     assert code == 0, err
     assert json.loads(out)["answer"] is None

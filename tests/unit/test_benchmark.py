@@ -1,0 +1,26 @@
+"""Benchmark plumbing on the tiny model: the floor replays exactly the engine's forward passes."""
+
+from __future__ import annotations
+
+from infiniretri_integrations.benchmark import run_engine, run_floor, sentence_agreement
+from infiniretri_integrations.core.config import RetrievalConfig
+from infiniretri_integrations.core.engine import SHAPE_BUCKET
+from infiniretri_integrations.evaluation.niah import build_case
+
+
+def test_floor_replays_the_recorded_passes(tiny_llama, stdlib_haystack) -> None:
+    case = build_case(stdlib_haystack, tiny_llama.tokenizer, 600, 50)
+    config = RetrievalConfig(chunk_size=128, top_k=16, max_sentence_tokens=64, scoring_layer=2)
+    engine, passes, kept = run_engine(tiny_llama, case.text, case.question, config, case.needle)
+    assert engine.forward_passes == len(passes) > 2 and kept
+    assert [p.chunk_index for p in passes] == list(range(len(passes)))
+    assert all(p.layers == (2,) and p.input_ids.shape[1] % SHAPE_BUCKET == 0 for p in passes)
+    floor = run_floor(tiny_llama, passes, engine.input_tokens)
+    assert floor.forward_passes == len(passes) and floor.extra["through_layer"] == 2
+    assert floor.seconds > 0 and floor.input_tokens == engine.input_tokens
+
+
+def test_sentence_agreement() -> None:
+    assert sentence_agreement(["Alice is here. Bob is there."], "Alice is here.  Bob is there.") == 1.0
+    assert sentence_agreement(["Alice is here."], "Bob is there.") == 0.0
+    assert sentence_agreement(["Alice is here. Carol left."], "Alice is here. Bob is there.") == 1 / 3
