@@ -46,6 +46,7 @@ from infiniretri_integrations.core.config import RetrievalConfig
 from infiniretri_integrations.core.engine import InfiniRetriEngine
 from infiniretri_integrations.core.models import LocalModel
 from infiniretri_integrations.core.segmentation import sentence_spans
+from infiniretri_integrations.core.storage import write_atomic
 from infiniretri_integrations.core.types import ForwardPass
 from infiniretri_integrations.evaluation.niah import build_case, load_haystack, needle_retrieved
 
@@ -395,8 +396,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
             "results": [asdict(r) | {"seconds_per_1k": r.seconds_per_1k} for r in results],
             "table": table,
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=1))
+        write_atomic(args.json, json.dumps(payload, indent=1))
         print(f"\nwrote {args.json}")
     return 0
 

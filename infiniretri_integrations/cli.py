@@ -186,11 +186,10 @@ def cmd_ask(args: argparse.Namespace, lm: Any) -> int:
     }
     if args.html:
         from infiniretri_integrations.core.highlight import html_page
+        from infiniretri_integrations.core.storage import write_atomic
 
-        target = Path(args.html)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(html_page(result, answer=answer_text, model=engine.local_model.name), encoding="utf-8")
-        payload["html"] = str(target)
+        page = html_page(result, answer=answer_text, model=engine.local_model.name)
+        payload["html"] = str(write_atomic(args.html, page))
     if args.json:
         _emit_json(payload)
         return EXIT_OK

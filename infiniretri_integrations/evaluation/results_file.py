@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from infiniretri_integrations.core.storage import write_atomic
+
 
 def read_results(path: str | Path, key: str, kind: str) -> dict[str, Any]:
     """The results file at ``path`` (an empty one when it does not exist yet).
@@ -23,9 +25,6 @@ def read_results(path: str | Path, key: str, kind: str) -> dict[str, Any]:
     return data
 
 
-def write_results(path: Path, data: dict[str, Any]) -> None:
+def write_results(path: str | Path, data: dict[str, Any]) -> None:
     """Write ``data`` atomically (a crash never leaves a half-written results file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(path.suffix + ".tmp")
-    staging.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-    staging.replace(path)
+    write_atomic(path, json.dumps(data, indent=1, ensure_ascii=False))
