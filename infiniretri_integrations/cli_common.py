@@ -111,10 +111,8 @@ def package_version() -> str:
 
     try:
         return version("infiniretri-integrations")
-    except PackageNotFoundError:
-        from infiniretri_integrations import __version__
-
-        return __version__
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def add_version_argument(parser: argparse.ArgumentParser) -> None:
