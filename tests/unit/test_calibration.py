@@ -263,10 +263,8 @@ def test_calibrated_scoring_returns_heads(tiny_llama, cache_dir, counted):
     assert not counted
 
 
-def test_command_line_writes_a_store_file(tiny_llama, tmp_path):
-    folder = tmp_path / "model"
-    tiny_llama.model.save_pretrained(folder)
-    tiny_llama.tokenizer.save_pretrained(folder)
+def test_command_line_writes_a_store_file(tiny_llama, tiny_llama_folder, tmp_path):
+    folder = tiny_llama_folder
     cache = tmp_path / "cache"
     out = tmp_path / "out"
     env = {**os.environ, "INFINIRETRI_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
