@@ -29,14 +29,13 @@ from infiniretri_integrations.core.calibration import (
     DEFAULT_LENGTHS,
     DEFAULT_NEEDLES,
     calibrate,
-    calibrated_layers,
     clear_calibration_cache,
     store_calibration,
 )
 from infiniretri_integrations.core.calibration.store import encode
 from infiniretri_integrations.core.storage import write_atomic
 
-__all__ = ["calibrated_layers", "main"]  # calibrated_layers: until core/engine.py imports it from core.calibration
+__all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:

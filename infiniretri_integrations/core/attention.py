@@ -241,6 +241,3 @@ def question_attention(
     for layer in layers[1:]:
         total = total + rows[layer]
     return total
-
-
-score_rows = question_attention  # transitional alias, removed once every caller uses question_attention

@@ -44,8 +44,8 @@ class RetrievalConfig:
         token_budget: keep the best-scoring sentences until this many tokens (of the scoring
             model's tokenizer) are kept; the result is in document order. ``None`` keeps what the
             ``top_k`` rule keeps. Each pass keeps ``max(token_budget, max_cache_tokens)`` tokens
-            so that later chunks compete with a working set; the final cut uses the last pass's
-            scores.
+            (``max_cache_tokens`` unset: 1,024) so that later chunks compete with a working set;
+            the final cut uses the last pass's scores.
         fusion: a lexical signal fused with attention by reciprocal rank (``"bm25"``: BM25 of
             each sentence with its passage's first line, over the same sentences), or ``None``
             for attention alone. Attention stays the primary signal.

@@ -84,6 +84,16 @@ def select_sentences(
     return kept, best
 
 
+def token_sentence_index(token_counts: Sequence[int]) -> torch.Tensor:
+    """``[sum(token_counts)]``: the index of the sentence each token belongs to.
+
+    Example:
+        >>> token_sentence_index([2, 1, 3]).tolist()
+        [0, 0, 1, 2, 2, 2]
+    """
+    return torch.repeat_interleave(torch.arange(len(token_counts)), torch.tensor(list(token_counts), dtype=torch.long))
+
+
 def sentence_maxima(scores: torch.Tensor, token_sentence: torch.Tensor) -> torch.Tensor:
     """Best token score of each sentence.
 

@@ -14,7 +14,12 @@ import torch
 
 from infiniretri_integrations.core.attention import capture_question_rows
 from infiniretri_integrations.core.prompting import build_layout
-from infiniretri_integrations.core.scoring import context_scores, question_weights, sentence_maxima
+from infiniretri_integrations.core.scoring import (
+    context_scores,
+    question_weights,
+    sentence_maxima,
+    token_sentence_index,
+)
 from infiniretri_integrations.core.segmentation import segment_documents
 
 if TYPE_CHECKING:
@@ -60,9 +65,7 @@ def prepare_case(lm: LocalModel, case: SyntheticCase, config: RetrievalConfig) -
         raise RuntimeError(msg)
     layout = build_layout(lm.tokenizer, config, case.question)
     ids, context_start, context_end, question_start = layout.assemble([t for s in sentences for t in s.token_ids])
-    token_sentence = torch.repeat_interleave(
-        torch.arange(len(sentences)), torch.tensor([len(s.token_ids) for s in sentences])
-    )
+    token_sentence = token_sentence_index([len(s.token_ids) for s in sentences])
     return PreparedCase(
         ids=torch.tensor([ids]),
         context_start=context_start,
