@@ -25,6 +25,7 @@ from infiniretri_integrations.core.scoring import (
     question_weights,
     rank_fusion,
     select_sentences,
+    token_sentence_index,
 )
 from infiniretri_integrations.core.segmentation import segment_documents
 from infiniretri_integrations.core.types import (
@@ -119,16 +120,24 @@ class InfiniRetriEngine:
 
     def scoring_layers(self, config: RetrievalConfig | None = None) -> tuple[int, ...]:
         """The layer indices that score, after resolving ``None``/``"auto"``/negative indices."""
+        return self.scoring_setup(config)[0]
+
+    def scoring_setup(self, config: RetrievalConfig | None = None) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+        """``(layers, heads)`` that score: ``"auto"`` takes both from the model's calibration
+        (heads only where ``scoring_heads`` is unset); ``None`` the model's known default layer
+        (the last layer for unknown models)."""
         cfg = config or self.config
         lm = self.local_model
         spec = cfg.scoring_layer
+        heads = cfg.scoring_heads
         if spec == "auto":
-            from infiniretri_integrations.calibration import calibrated_layers
+            from infiniretri_integrations.core.calibration import calibrated_scoring
 
-            spec = calibrated_layers(lm)
+            spec, calibrated_heads = calibrated_scoring(lm)
+            heads = heads if heads is not None else calibrated_heads
         if spec is None:
             spec = lm.default_scoring_layer if lm.default_scoring_layer is not None else -1
-        return resolve_layers(spec, lm.num_layers)  # type: ignore[arg-type]
+        return resolve_layers(spec, lm.num_layers), heads  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ retrieval
     def retrieve(
@@ -159,7 +168,7 @@ class InfiniRetriEngine:
         question = validate_question(question)
         cfg = self.config.replace(**overrides) if overrides else self.config
         lm = self.local_model
-        layers = self.scoring_layers(cfg)
+        layers, heads = self.scoring_setup(cfg)
         layout = build_layout(lm.tokenizer, cfg, question)
         budget = self._cache_budget(cfg, layout, question)
 
@@ -194,14 +203,12 @@ class InfiniRetriEngine:
                 fed = _bucketed(ids, pad_id)
                 if forward_hook is not None:
                     forward_hook(ForwardPass(index, fed, len(ids), question_start, layers))
-                rows = question_attention(lm, fed, question_start, layers, cfg.scoring_heads)
+                rows = question_attention(lm, fed, question_start, layers, heads)
                 rows = rows[: len(ids) - question_start, : len(ids)].cpu()
                 if weights is None and cfg.question_weights:
                     weights = question_weights(rows, question_start)
                 scores = context_scores(rows, context_start, context_end, weights, cfg.phrase_window)
-                token_sentence = torch.repeat_interleave(
-                    torch.arange(len(candidates)), torch.tensor([s.token_count for s in candidates])
-                )
+                token_sentence = token_sentence_index([s.token_count for s in candidates])
                 cache = _fit_budget(_keep(candidates, scores, token_sentence, lexical, cfg), budget)
                 read += sum(s.token_count for s in chunk)
                 logger.debug(
@@ -355,6 +362,11 @@ class AnswerStream(Iterator[str]):
         return "".join(self._parts)
 
 
+BUDGET_WORKING_SET_TOKENS = 1024
+"""With ``token_budget``, each pass carries at least this many tokens to the next (unless
+``max_cache_tokens`` says otherwise), so that a small budget still lets later chunks compete with
+a working set; the final result is cut to the budget by the last pass's scores."""
+
 SHAPE_BUCKET = 64
 """Scoring passes are right-padded to a multiple of this many tokens. Padding after the last real
 token changes no score (attention is causal), and a few dozen distinct sequence lengths, instead
@@ -402,7 +414,7 @@ def _keep(
     Without a budget or fusion this is the method's rule: every sentence holding one of the
     ``top_k`` best tokens. With fusion, the top-k rule decides how many tokens to keep and the
     fused score decides which sentences; with ``token_budget``, sentences are taken by score
-    until ``max(token_budget, max_cache_tokens)`` tokens.
+    until ``max(token_budget, max_cache_tokens or BUDGET_WORKING_SET_TOKENS)`` tokens.
     """
     kept, best = select_sentences(token_scores, token_sentence, cfg.top_k)
     scores = best
@@ -411,7 +423,8 @@ def _keep(
         scores = rank_fusion(best.to(torch.float64), other, cfg.fusion_weight).to(best.dtype)
     sizes = [s.token_count for s in candidates]
     if cfg.token_budget is not None:
-        chosen = fill_budget(scores, sizes, max(cfg.token_budget, cfg.max_cache_tokens or 0))
+        working = max(cfg.token_budget, cfg.max_cache_tokens or BUDGET_WORKING_SET_TOKENS)
+        chosen = fill_budget(scores, sizes, working)
     elif lexical:
         chosen = fill_budget(scores, sizes, sum(sizes[i] for i in kept.tolist()))
     else:
