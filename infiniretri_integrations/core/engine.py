@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from infiniretri_integrations.core.answering import AnswerStream, answer_from, answer_prompt, stream_from
 from infiniretri_integrations.core.attention import question_attention, resolve_layers
 from infiniretri_integrations.core.chunking import pack_chunks
 from infiniretri_integrations.core.config import RetrievalConfig
-from infiniretri_integrations.core.generation import generate, stream_generate
 from infiniretri_integrations.core.lexical import lexical_signal
 from infiniretri_integrations.core.models import LocalModel, as_local_model
 from infiniretri_integrations.core.prompting import PromptLayout, build_layout
@@ -286,36 +286,35 @@ class InfiniRetriEngine:
 
         return tqdm(total=total, desc="InfiniRetri", unit="chunk")
 
-    # ------------------------------------------------------------------ answering
+    # ------------------------------------------------------------------ answering (core/answering.py)
     def build_answer_prompt(self, context: str, question: str, **overrides: Any) -> list[int]:
         """Token ids of the answering prompt for ``context`` and ``question``."""
-        cfg = self.config.replace(**overrides) if overrides else self.config
-        lm = self.local_model
-        layout = build_layout(lm.tokenizer, cfg, validate_question(question))
-        context_ids = lm.tokenizer(context, add_special_tokens=False)["input_ids"] if context else []
-        window = self.max_context_tokens or lm.context_window
-        room = window - layout.fixed_tokens - cfg.max_new_tokens
-        if len(context_ids) > room > 0:
-            half = room // 2
-            context_ids = [*context_ids[:half], *context_ids[len(context_ids) - (room - half) :]]
-        ids, *_ = layout.assemble(context_ids)
-        return ids
+        return answer_prompt(self, context, question, **overrides)
 
-    def answer_from(self, retrieval: RetrievalResult | str, question: str | None = None, **overrides: Any) -> Answer:
-        """Answer from an existing retrieval (or any context string) with the local model."""
-        result = retrieval if isinstance(retrieval, RetrievalResult) else _context_only(retrieval, question)
-        question = question if question is not None else result.question
-        cfg = self.config.replace(**overrides) if overrides else self.config
-        ids = self.build_answer_prompt(result.context, question, **overrides)
-        generated = generate(self.local_model, ids, cfg.max_new_tokens)
-        return Answer(
-            text=generated.text,
-            retrieval=result,
-            generation_seconds=generated.seconds,
-            generated_tokens=generated.tokens,
-        )
+    def answer_from(
+        self,
+        retrieval: RetrievalResult | str,
+        question: str | None = None,
+        *,
+        stop: Sequence[str] | str | None = None,
+        generate_kwargs: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> Answer:
+        """Answer from an existing retrieval (or any context string) with the local model.
 
-    def answer(self, documents: Iterable[DocumentLike] | DocumentLike, question: str, **overrides: Any) -> Answer:
+        ``stop``: extra stop strings; ``generate_kwargs``: passed to ``model.generate``.
+        """
+        return answer_from(self, retrieval, question, stop=stop, generate_kwargs=generate_kwargs, **overrides)
+
+    def answer(
+        self,
+        documents: Iterable[DocumentLike] | DocumentLike,
+        question: str,
+        *,
+        stop: Sequence[str] | str | None = None,
+        generate_kwargs: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> Answer:
         """Retrieve, then answer from the kept sentences with the same model.
 
         Example:
@@ -323,49 +322,34 @@ class InfiniRetriEngine:
             'Bob lives in Rome.'
         """
         result = self.retrieve(documents, question, **overrides)
-        return self.answer_from(result, question, **overrides)
+        return self.answer_from(result, question, stop=stop, generate_kwargs=generate_kwargs, **overrides)
 
     def stream_from(
-        self, retrieval: RetrievalResult | str, question: str | None = None, **overrides: Any
+        self,
+        retrieval: RetrievalResult | str,
+        question: str | None = None,
+        *,
+        stop: Sequence[str] | str | None = None,
+        generate_kwargs: Mapping[str, Any] | None = None,
+        **overrides: Any,
     ) -> Iterator[str]:
         """Stream the answer's text pieces for an existing retrieval (or context string)."""
-        result = retrieval if isinstance(retrieval, RetrievalResult) else _context_only(retrieval, question)
-        question = question if question is not None else result.question
-        cfg = self.config.replace(**overrides) if overrides else self.config
-        ids = self.build_answer_prompt(result.context, question, **overrides)
-        return stream_generate(self.local_model, ids, cfg.max_new_tokens)
+        return stream_from(self, retrieval, question, stop=stop, generate_kwargs=generate_kwargs, **overrides)
 
     def stream_answer(
-        self, documents: Iterable[DocumentLike] | DocumentLike, question: str, **overrides: Any
+        self,
+        documents: Iterable[DocumentLike] | DocumentLike,
+        question: str,
+        *,
+        stop: Sequence[str] | str | None = None,
+        generate_kwargs: Mapping[str, Any] | None = None,
+        **overrides: Any,
     ) -> AnswerStream:
         """Retrieve, then stream the answer; the returned iterator also carries ``.retrieval``."""
         result = self.retrieve(documents, question, **overrides)
-        return AnswerStream(result, self.stream_from(result, question, **overrides))
+        pieces = self.stream_from(result, question, stop=stop, generate_kwargs=generate_kwargs, **overrides)
+        return AnswerStream(result, pieces)
 
-
-class AnswerStream(Iterator[str]):
-    """Text pieces of an answer as they are generated; ``retrieval`` holds the kept sentences
-    and ``text`` the answer so far."""
-
-    def __init__(self, retrieval: RetrievalResult, pieces: Iterator[str]) -> None:
-        self.retrieval = retrieval
-        self._pieces = pieces
-        self._parts: list[str] = []
-
-    def __next__(self) -> str:
-        piece = next(self._pieces)
-        self._parts.append(piece)
-        return piece
-
-    @property
-    def text(self) -> str:
-        return "".join(self._parts)
-
-
-BUDGET_WORKING_SET_TOKENS = 1024
-"""With ``token_budget``, each pass carries at least this many tokens to the next (unless
-``max_cache_tokens`` says otherwise), so that a small budget still lets later chunks compete with
-a working set; the final result is cut to the budget by the last pass's scores."""
 
 SHAPE_BUCKET = 64
 """Scoring passes are right-padded to a multiple of this many tokens. Padding after the last real
@@ -446,26 +430,6 @@ def _retrieved(kept: _Kept, docs: Sequence[SourceDocument]) -> RetrievedSentence
         token_count=sentence.token_count,
         metadata=doc.metadata,
     )
-
-
-def _context_only(context: str, question: str | None) -> RetrievalResult:
-    if not isinstance(context, str):
-        msg = f"retrieval must be a RetrievalResult or a context string, got {type(context).__name__}"
-        raise TypeError(msg)
-    if question is None:
-        msg = "question is required when answering from a context string"
-        raise ValueError(msg)
-    sentence = RetrievedSentence(
-        text=context,
-        score=0.0,
-        document_index=0,
-        document_id=None,
-        sentence_index=0,
-        start=0,
-        end=len(context),
-        token_count=0,
-    )
-    return RetrievalResult(question=question, sentences=[sentence] if context else [], stats=RetrievalStats())
 
 
 def validate_question(question: object) -> str:

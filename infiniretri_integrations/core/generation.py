@@ -1,29 +1,177 @@
-"""Answer generation with the local model, blocking or streamed token by token."""
+"""Answer generation with the local model, blocking or streamed token by token, with answers that end.
+
+Generation stops at the end of the assistant turn (EOS and the chat template's end-of-turn token),
+at a stop string, or when the answer starts repeating itself; an echoed prefix such as
+``"The answer is:"`` is stripped. One pure function, :func:`clean_answer`, decides what text is
+shown, so a streamed answer is exactly the blocking one, piece by piece. ``generate_kwargs`` pass
+through to ``model.generate`` (sampling, ``repetition_penalty``, ...), as in outlines and
+langchain-huggingface.
+"""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from infiniretri_integrations.core.models import LocalModel
+from infiniretri_integrations.core.prompting import end_of_turn_ids
+
+if TYPE_CHECKING:
+    import torch
+
+DEFAULT_STOP: tuple[str, ...] = ("\nQuestion:", "\nQuestion :")
+"""Stop strings always applied: the default prompt's next question (the model inventing a new turn)."""
+
+REPEAT_CHARS = 32
+"""The answer is cut where a span of this many characters starts that already occurred in it."""
+
+_ECHO = re.compile(r"\s*(?:(?:the\s+)?(?:final\s+)?answer(?:\s+is)?|response)\s*:\s*", re.IGNORECASE)
+_ECHO_FORMS = ("answer:", "answeris:", "theanswer:", "theansweris:", "finalanswer:", "thefinalansweris:", "response:")
+_RESERVED = frozenset({"input_ids", "attention_mask", "streamer", "max_new_tokens"})
 
 
 @dataclass
 class Generated:
+    """A generated answer: its text, the tokens generated, seconds taken and why it ended
+    (``"eos"``, ``"stop"``, ``"repetition"`` or ``"length"``)."""
+
     text: str
     tokens: int
     seconds: float
+    finish_reason: str = "eos"
 
 
-def _generate_kwargs(lm: LocalModel, input_ids: list[int], max_new_tokens: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Cut:
+    visible: str
+    reason: str | None  # why the answer is over, None while it may go on
+
+
+def clean_answer(raw: str, stop: Sequence[str] = DEFAULT_STOP, *, final: bool = True) -> tuple[str, str | None]:
+    """The answer text to show for the raw generated text ``raw``, and why it is over (``None``
+    while it may go on).
+
+    With ``final=False`` (``raw`` may still grow) only text that stays in the final answer is
+    returned: a possible echo prefix, a possible stop string and possibly repeated text are held
+    back. Leading/trailing whitespace is dropped, an echoed prefix (``"Answer:"``, ``"The answer
+    is:"``) is stripped, the text is cut at the first stop string and where it starts repeating.
+
+    Example:
+        >>> clean_answer("The answer is: Bob lives in Rome.")
+        ('Bob lives in Rome.', None)
+        >>> clean_answer("Rome.\\nQuestion: Where is Paris?")
+        ('Rome.', 'stop')
+        >>> clean_answer("Bob lives in Rome. Bob lives in Rome. Bob lives in Rome.")
+        ('Bob lives in Rome.', 'repetition')
+        >>> clean_answer("The answ", final=False)
+        ('', None)
+    """
+    cut = _cut(raw, tuple(stop), final)
+    return cut.visible, cut.reason
+
+
+def _cut(raw: str, stop: tuple[str, ...], final: bool) -> _Cut:
+    text = raw.lstrip()
+    echo = _ECHO.match(text)
+    if echo is not None and (final or text[echo.end() :].strip()):
+        text = text[echo.end() :]
+    elif echo is not None or (not final and _could_be_echo(text)):
+        return _Cut("", None)
+    end, reason = len(text), None
+    repeat = _repeat_start(text)
+    if repeat is not None:
+        end, reason = repeat, "repetition"
+    for string in stop:
+        at = text.find(string, 0, end + len(string) - 1)
+        if string and 0 <= at < end:
+            end, reason = at, "stop"
+    if final or reason is not None:
+        return _Cut(text[:end].rstrip(), reason)
+    hold = min(_stop_hold(text, stop), _repeat_hold(text))
+    return _Cut(text[: min(end, hold)].rstrip(), None)
+
+
+def _could_be_echo(text: str) -> bool:
+    squeezed = re.sub(r"\s+", "", text.lower())
+    return any(form.startswith(squeezed) for form in _ECHO_FORMS)
+
+
+def _repeat_start(text: str) -> int | None:
+    seen: set[str] = set()
+    for start in range(len(text) - REPEAT_CHARS + 1):
+        window = text[start : start + REPEAT_CHARS]
+        if window in seen and window.strip():
+            return start
+        seen.add(window)
+    return None
+
+
+def _repeat_hold(text: str) -> int:
+    """Where text that may still turn into a repetition begins (a suffix seen earlier)."""
+    for size in range(min(REPEAT_CHARS - 1, len(text) - 1), 0, -1):
+        start = len(text) - size
+        if text.find(text[start:], 0, start + size - 1) >= 0:
+            return start
+    return len(text)
+
+
+def _stop_hold(text: str, stop: tuple[str, ...]) -> int:
+    """Where a suffix that may become a stop string begins."""
+    hold = len(text)
+    for string in stop:
+        for size in range(min(len(string) - 1, len(text)), 0, -1):
+            if text.endswith(string[:size]):
+                hold = min(hold, len(text) - size)
+                break
+    return hold
+
+
+# ------------------------------------------------------------------ stopping the model
+class _AnswerOver:
+    """Stopping criterion: the answer is over (stop string or repetition) or the reader left."""
+
+    def __init__(self, tokenizer: Any, prompt_length: int, stop: tuple[str, ...]) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_length = prompt_length
+        self.stop = stop
+        self.cancelled = threading.Event()
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        import torch
+
+        over = self.cancelled.is_set()
+        if not over:
+            new = input_ids[0, self.prompt_length :]
+            raw = str(self.tokenizer.decode(new, skip_special_tokens=True))
+            over = _cut(raw, self.stop, final=False).reason is not None
+        return torch.full((input_ids.shape[0],), over, dtype=torch.bool, device=input_ids.device)
+
+
+def _generate_kwargs(
+    lm: LocalModel,
+    input_ids: list[int],
+    max_new_tokens: int,
+    criterion: _AnswerOver,
+    generate_kwargs: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    import torch
+    from transformers import StoppingCriteriaList
+
     tokenizer = lm.tokenizer
+    extra = dict(generate_kwargs or {})
+    reserved = sorted(_RESERVED & set(extra))
+    if reserved:
+        msg = (
+            f"generate_kwargs must not set {reserved}: pass max_new_tokens as its own option, the prompt is built here"
+        )
+        raise ValueError(msg)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     tensor = torch.tensor([input_ids], device=lm.device)
+    criteria = StoppingCriteriaList([criterion, *extra.pop("stopping_criteria", [])])
     return {
         "input_ids": tensor,
         "attention_mask": torch.ones_like(tensor),
@@ -33,70 +181,116 @@ def _generate_kwargs(lm: LocalModel, input_ids: list[int], max_new_tokens: int) 
         "top_p": None,
         "top_k": None,
         "pad_token_id": pad,
+        "eos_token_id": end_of_turn_ids(tokenizer) or None,
+        **extra,
+        "stopping_criteria": criteria,
     }
 
 
-def generate(lm: LocalModel, input_ids: list[int], max_new_tokens: int) -> Generated:
-    """Greedy answer to a fully built prompt."""
+def _stop_strings(stop: Sequence[str] | str | None) -> tuple[str, ...]:
+    if stop is None:
+        return DEFAULT_STOP
+    if isinstance(stop, str):
+        stop = [stop]
+    if any(not isinstance(s, str) or not s for s in stop):
+        msg = f"stop must be a non-empty string or a list of them, got {stop!r}"
+        raise ValueError(msg)
+    return tuple(dict.fromkeys([*DEFAULT_STOP, *stop]))
+
+
+def _finish_reason(reason: str | None, tokens: int, max_new_tokens: int) -> str:
+    if reason is not None:
+        return reason
+    return "length" if tokens >= max_new_tokens else "eos"
+
+
+def generate(
+    lm: LocalModel,
+    input_ids: list[int],
+    max_new_tokens: int,
+    *,
+    stop: Sequence[str] | str | None = None,
+    generate_kwargs: Mapping[str, Any] | None = None,
+) -> Generated:
+    """The answer to a fully built prompt (greedy unless ``generate_kwargs`` say otherwise).
+
+    Args:
+        lm: the model.
+        input_ids: the prompt.
+        max_new_tokens: tokens to generate at most.
+        stop: extra stop strings (added to :data:`DEFAULT_STOP`); the answer ends before them.
+        generate_kwargs: passed to ``model.generate`` (e.g. ``{"do_sample": True, "temperature": 0.7}``).
+    """
+    import torch
+
+    stops = _stop_strings(stop)
+    criterion = _AnswerOver(lm.tokenizer, len(input_ids), stops)
     started = time.perf_counter()
+    kwargs = _generate_kwargs(lm, input_ids, max_new_tokens, criterion, generate_kwargs)
     with lm.lock, torch.inference_mode():
-        output = cast(torch.Tensor, lm.model.generate(**_generate_kwargs(lm, input_ids, max_new_tokens)))  # type: ignore[operator]
+        output = lm.model.generate(**kwargs)  # type: ignore[operator]
     new_tokens = output[0, len(input_ids) :]
-    text = str(lm.tokenizer.decode(new_tokens, skip_special_tokens=True)).strip()
-    return Generated(text=text, tokens=int(new_tokens.numel()), seconds=time.perf_counter() - started)
+    raw = str(lm.tokenizer.decode(new_tokens, skip_special_tokens=True))
+    text, reason = clean_answer(raw, stops)
+    count = int(new_tokens.numel())
+    return Generated(
+        text=text,
+        tokens=count,
+        seconds=time.perf_counter() - started,
+        finish_reason=_finish_reason(reason, count, max_new_tokens),
+    )
 
 
-class _Cancelled:
-    """Stopping criterion that ends generation once the consumer stops reading."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
-
-
-def stream_generate(lm: LocalModel, input_ids: list[int], max_new_tokens: int, timeout: float = 600.0) -> Iterator[str]:
-    """Yield the answer's text pieces as the model produces them.
+def stream_generate(
+    lm: LocalModel,
+    input_ids: list[int],
+    max_new_tokens: int,
+    timeout: float = 600.0,
+    *,
+    stop: Sequence[str] | str | None = None,
+    generate_kwargs: Mapping[str, Any] | None = None,
+) -> Iterator[str]:
+    """Yield the answer's text pieces as the model produces them; joined, they equal
+    :func:`generate`'s text for the same arguments (greedy).
 
     Generation runs in a worker thread holding the model lock; an exception there is re-raised
     here, and closing the iterator early stops the worker.
     """
-    from transformers import StoppingCriteriaList, TextIteratorStreamer
+    import torch
+    from transformers import TextIteratorStreamer
 
+    stops = _stop_strings(stop)
     streamer = TextIteratorStreamer(lm.tokenizer, timeout=timeout, skip_prompt=True, skip_special_tokens=True)
-    cancelled = _Cancelled()
+    criterion = _AnswerOver(lm.tokenizer, len(input_ids), stops)
+    kwargs = _generate_kwargs(lm, input_ids, max_new_tokens, criterion, generate_kwargs)
     failure: list[BaseException] = []
 
     def work() -> None:
         try:
             with lm.lock, torch.inference_mode():
-                lm.model.generate(  # type: ignore[operator]
-                    **_generate_kwargs(lm, input_ids, max_new_tokens),
-                    streamer=streamer,
-                    stopping_criteria=StoppingCriteriaList([cancelled]),
-                )
+                lm.model.generate(**kwargs, streamer=streamer)  # type: ignore[operator]
         except BaseException as error:  # handed to the consumer thread
             failure.append(error)
             streamer.end()
 
     worker = threading.Thread(target=work, name="infiniretri-generate", daemon=True)
     worker.start()
-    started = False
-    held = ""  # trailing whitespace is only emitted if more text follows (matches generate()'s strip)
+    raw = ""
+    shown = ""
     try:
         for piece in streamer:
-            if not started:
-                piece = piece.lstrip()
-                started = bool(piece)
-            body = piece.rstrip()
-            if body:
-                yield held + body
-                held = piece[len(body) :]
-            else:
-                held += piece
+            raw += piece
+            cut = _cut(raw, stops, final=False)
+            if len(cut.visible) > len(shown):
+                yield cut.visible[len(shown) :]
+                shown = cut.visible
+            if cut.reason is not None:
+                break
+        final, _ = clean_answer(raw, stops)
+        if not failure and len(final) > len(shown):
+            yield final[len(shown) :]
     finally:
-        cancelled.event.set()
+        criterion.cancelled.set()
         worker.join()
     if failure:
         raise failure[0]

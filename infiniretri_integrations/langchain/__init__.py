@@ -2,11 +2,12 @@
 
 - :class:`InfiniRetriRetriever`: a retriever over a held corpus (``from_texts``/``from_documents``).
 - :class:`InfiniRetriCompressor`: a document compressor to swap into
-  ``langchain_classic.retrievers.ContextualCompressionRetriever`` (optional tiktoken budget).
+  ``langchain_classic.retrievers.ContextualCompressionRetriever`` (optional token budget).
 - :class:`InfiniRetriQA`: a runnable that retrieves and answers with the same model, streaming.
 - :func:`create_infiniretri_tool`: the retriever as an agent tool.
 
-All share one engine/model; nothing loads weights until the first query.
+All share one engine/model; nothing loads weights until the first query. Needs
+``pip install "infiniretri-integrations[langchain]"``.
 
 Example:
     >>> from infiniretri_integrations import InfiniRetriEngine
@@ -20,13 +21,18 @@ Example:
 
 from __future__ import annotations
 
-from infiniretri_integrations.langchain._common import (
-    PROGRESS_EVENT,
-    SENTENCES_EVENT,
-    count_tokens,
-    default_engine,
-    tiktoken_encoding,
-)
+try:
+    import langchain_core  # noqa: F401
+except ImportError as error:  # pragma: no cover - exercised in a subprocess test
+    msg = (
+        "infiniretri_integrations.langchain needs langchain-core; install it with "
+        '`pip install "infiniretri-integrations[langchain]"`'
+    )
+    raise ImportError(msg) from error
+
+from infiniretri_integrations.core.integration import default_engine
+from infiniretri_integrations.langchain._reporting import PROGRESS_EVENT, SENTENCES_EVENT
+from infiniretri_integrations.langchain._tokens import count_tokens, tiktoken_encoding
 from infiniretri_integrations.langchain.compressors import InfiniRetriCompressor, fit_token_budget
 from infiniretri_integrations.langchain.qa import InfiniRetriQA
 from infiniretri_integrations.langchain.retrievers import InfiniRetriRetriever

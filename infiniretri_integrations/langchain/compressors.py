@@ -6,35 +6,19 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.callbacks import Callbacks, adispatch_custom_event, dispatch_custom_event
+from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
-from pydantic import ConfigDict, InstanceOf, field_validator, model_validator
+from pydantic import ConfigDict, model_validator
 
-from infiniretri_integrations.core.config import LayerSpec, RetrievalConfig
-from infiniretri_integrations.core.engine import InfiniRetriEngine
+from infiniretri_integrations.core.integration import GroupBy, keep_best
 from infiniretri_integrations.core.types import RetrievalResult, RetrievedSentence
-from infiniretri_integrations.langchain._common import (
-    SENTENCES_EVENT,
-    GroupBy,
-    async_progress,
-    build_documents,
-    callbacks_config,
-    check_group_by,
-    check_k,
-    coerce_engine,
-    count_tokens,
-    default_engine,
-    option_values,
-    retrieval_overrides,
-    select_sentences,
-    sentences_payload,
-    sync_progress,
-    tiktoken_encoding,
-    to_engine_documents,
-)
+from infiniretri_integrations.langchain._documents import build_documents, check_group_by, check_k
+from infiniretri_integrations.langchain._options import InfiniRetriOptions
+from infiniretri_integrations.langchain._reporting import aretrieve_and_report, callbacks_config, retrieve_and_report
+from infiniretri_integrations.langchain._tokens import count_tokens, tiktoken_encoding
 
 
-class InfiniRetriCompressor(BaseDocumentCompressor):
+class InfiniRetriCompressor(InfiniRetriOptions, BaseDocumentCompressor):
     """Document compressor: the engine reads the given documents and keeps the sentences that
     the question's attention selects (InfiniRetri, arXiv 2502.12962).
 
@@ -53,8 +37,8 @@ class InfiniRetriCompressor(BaseDocumentCompressor):
         token_budget: the returned ``page_content`` together is at most this many tokens of the
             tiktoken encoding of ``budget_model``; the lowest-scoring sentences are dropped first.
         budget_model: model name mapped to its tiktoken encoding (unknown: ``cl100k_base``).
-        config, top_k, chunk_size, phrase_window, max_cache_tokens, max_sentence_tokens,
-            scoring_layer: retrieval options, as for :class:`InfiniRetriRetriever`.
+        retrieval_config and every RetrievalConfig field: retrieval options, as for
+            :class:`InfiniRetriRetriever`.
 
     Example:
         >>> from langchain_core.documents import Document
@@ -69,23 +53,10 @@ class InfiniRetriCompressor(BaseDocumentCompressor):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    engine: InstanceOf[InfiniRetriEngine] | None = None
     group_by: GroupBy = "document"
     k: int | None = None
     token_budget: int | None = None
     budget_model: str = "gpt-4o"
-    config: InstanceOf[RetrievalConfig] | None = None
-    top_k: int | None = None
-    chunk_size: int | None = None
-    phrase_window: int | None = None
-    max_cache_tokens: int | None = None
-    max_sentence_tokens: int | None = None
-    scoring_layer: LayerSpec = None
-
-    @field_validator("engine", mode="before")
-    @classmethod
-    def _coerce_engine(cls, value: Any) -> InfiniRetriEngine | None:
-        return coerce_engine(value)
 
     @model_validator(mode="after")
     def _validate(self) -> InfiniRetriCompressor:
@@ -95,16 +66,13 @@ class InfiniRetriCompressor(BaseDocumentCompressor):
         if not isinstance(self.budget_model, str) or not self.budget_model:
             msg = f"budget_model must be a non-empty model name, got {self.budget_model!r}"
             raise ValueError(msg)
-        self.retrieval_options()
         return self
 
-    def get_engine(self) -> InfiniRetriEngine:
-        """The engine used (the shared default engine when none was given)."""
-        return self.engine if self.engine is not None else default_engine()
-
     def retrieval_options(self) -> dict[str, Any]:
-        """The per-call engine overrides this compressor applies."""
-        return retrieval_overrides(self.config, option_values(self))
+        """The per-call engine overrides (the output ``token_budget`` is this class's own)."""
+        options = super().retrieval_options()
+        options.pop("token_budget", None)
+        return options
 
     def compress_documents(
         self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
@@ -114,11 +82,7 @@ class InfiniRetriCompressor(BaseDocumentCompressor):
         if not documents:
             return []
         config = callbacks_config(callbacks)
-        result = self.get_engine().retrieve(
-            to_engine_documents(documents), query, on_progress=sync_progress(config), **self.retrieval_options()
-        )
-        if config is not None:
-            dispatch_custom_event(SENTENCES_EVENT, sentences_payload(result), config=config)  # type: ignore[arg-type]
+        result = retrieve_and_report(self.get_engine(), documents, query, self.retrieval_options(), config)
         return self._finish(result, documents)
 
     async def acompress_documents(
@@ -129,20 +93,11 @@ class InfiniRetriCompressor(BaseDocumentCompressor):
         if not documents:
             return []
         config = callbacks_config(callbacks)
-        progress = async_progress(config, asyncio.get_running_loop())
-        result = await asyncio.to_thread(
-            self.get_engine().retrieve,
-            to_engine_documents(documents),
-            query,
-            on_progress=progress,
-            **self.retrieval_options(),
-        )
-        if config is not None:
-            await adispatch_custom_event(SENTENCES_EVENT, sentences_payload(result), config=config)  # type: ignore[arg-type]
+        result = await aretrieve_and_report(self.get_engine(), documents, query, self.retrieval_options(), config)
         return await asyncio.to_thread(self._finish, result, documents)
 
     def _finish(self, result: RetrievalResult, documents: list[Document]) -> list[Document]:
-        sentences = select_sentences(result.sentences, self.k, self.group_by)
+        sentences = keep_best(result.sentences, self.k, self.group_by)
         if self.token_budget is not None:
             sentences = fit_token_budget(sentences, documents, self.group_by, self.token_budget, self.budget_model)
         return build_documents(sentences, documents, self.group_by)

@@ -3,41 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
-from langchain_core.callbacks import (
-    AsyncCallbackManagerForChainRun,
-    CallbackManagerForChainRun,
-    adispatch_custom_event,
-    dispatch_custom_event,
-)
+from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.documents import Document
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.runnables.utils import AddableDict
-from pydantic import ConfigDict, InstanceOf, field_validator, model_validator
+from pydantic import ConfigDict, field_validator
 
-from infiniretri_integrations.core.config import LayerSpec, RetrievalConfig
-from infiniretri_integrations.core.engine import InfiniRetriEngine
+from infiniretri_integrations.core.integration import iterate_in_thread
 from infiniretri_integrations.core.types import RetrievalResult
-from infiniretri_integrations.langchain._common import (
-    SENTENCES_EVENT,
-    async_progress,
-    build_documents,
-    coerce_engine,
-    default_engine,
-    option_values,
-    retrieval_overrides,
-    sentences_payload,
-    sync_progress,
-    to_engine_documents,
-)
+from infiniretri_integrations.langchain._documents import build_documents
+from infiniretri_integrations.langchain._options import InfiniRetriOptions
+from infiniretri_integrations.langchain._reporting import aretrieve_and_report, retrieve_and_report
 
 QAInput = str | dict[str, Any]
 QAOutput = str | dict[str, Any]
-
-_DONE = object()
 
 
 def _as_documents(value: Any, name: str) -> list[Document]:
@@ -58,7 +40,7 @@ def _as_documents(value: Any, name: str) -> list[Document]:
     return docs
 
 
-class InfiniRetriQA(RunnableSerializable[QAInput, QAOutput]):
+class InfiniRetriQA(InfiniRetriOptions, RunnableSerializable[QAInput, QAOutput]):
     """Question answering over long documents with one small local LM: its attention selects the
     sentences (InfiniRetri), then it answers from them, token by token.
 
@@ -79,8 +61,8 @@ class InfiniRetriQA(RunnableSerializable[QAInput, QAOutput]):
         engine: the engine (or a ``LocalModel``); ``None``: the shared default engine.
         documents: documents bound at construction.
         with_sources: return the answer with the kept sentences and statistics.
-        retrieval_config, top_k, chunk_size, phrase_window, max_cache_tokens,
-            max_sentence_tokens, scoring_layer, max_new_tokens: engine options.
+        retrieval_config and every RetrievalConfig field (``top_k``, ``chunk_size``,
+            ``max_new_tokens``, ...): engine options, as for :class:`InfiniRetriRetriever`.
 
     Example:
         >>> from infiniretri_integrations.langchain import InfiniRetriQA
@@ -93,42 +75,17 @@ class InfiniRetriQA(RunnableSerializable[QAInput, QAOutput]):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    engine: InstanceOf[InfiniRetriEngine] | None = None
     documents: list[Document] | None = None
     with_sources: bool = False
-    retrieval_config: InstanceOf[RetrievalConfig] | None = None
-    top_k: int | None = None
-    chunk_size: int | None = None
-    phrase_window: int | None = None
-    max_cache_tokens: int | None = None
-    max_sentence_tokens: int | None = None
-    scoring_layer: LayerSpec = None
-    max_new_tokens: int | None = None
-
-    @field_validator("engine", mode="before")
-    @classmethod
-    def _coerce_engine(cls, value: Any) -> InfiniRetriEngine | None:
-        return coerce_engine(value)
 
     @field_validator("documents", mode="before")
     @classmethod
     def _coerce_documents(cls, value: Any) -> list[Document] | None:
         return None if value is None else _as_documents(value, "documents")
 
-    @model_validator(mode="after")
-    def _validate(self) -> InfiniRetriQA:
-        self.options()
-        return self
-
-    def get_engine(self) -> InfiniRetriEngine:
-        """The engine used (the shared default engine when none was given)."""
-        return self.engine if self.engine is not None else default_engine()
-
     def options(self) -> dict[str, Any]:
         """Per-call engine overrides (retrieval and generation)."""
-        values = option_values(self)
-        values["max_new_tokens"] = self.max_new_tokens
-        return retrieval_overrides(self.retrieval_config, values)
+        return self.retrieval_options()
 
     # ------------------------------------------------------------------ helpers
     def _parse(self, value: QAInput) -> tuple[str, list[Document]]:
@@ -149,11 +106,6 @@ class InfiniRetriQA(RunnableSerializable[QAInput, QAOutput]):
             raise ValueError(msg)
         return question, documents
 
-    def _retrieve(self, question: str, documents: list[Document], progress: Any) -> RetrievalResult:
-        return self.get_engine().retrieve(
-            to_engine_documents(documents), question, on_progress=progress, **self.options()
-        )
-
     def _sources(self, result: RetrievalResult, documents: list[Document]) -> dict[str, Any]:
         return {"sentences": build_documents(result.sentences, documents, "sentence"), "stats": result.stats}
 
@@ -169,8 +121,7 @@ class InfiniRetriQA(RunnableSerializable[QAInput, QAOutput]):
 
     def _invoke(self, input: QAInput, run_manager: CallbackManagerForChainRun, config: RunnableConfig) -> QAOutput:
         question, documents = self._parse(input)
-        result = self._retrieve(question, documents, sync_progress(config))  # type: ignore[arg-type]
-        dispatch_custom_event(SENTENCES_EVENT, sentences_payload(result), config=config)
+        result = retrieve_and_report(self.get_engine(), documents, question, self.options(), config)  # type: ignore[arg-type]
         answer = self.get_engine().answer_from(result, question, **self.options())
         return self._output(answer.text, result, documents)
 
@@ -183,8 +134,7 @@ class InfiniRetriQA(RunnableSerializable[QAInput, QAOutput]):
     ) -> Iterator[QAOutput]:
         for value in inputs:
             question, documents = self._parse(value)
-            result = self._retrieve(question, documents, sync_progress(config))  # type: ignore[arg-type]
-            dispatch_custom_event(SENTENCES_EVENT, sentences_payload(result), config=config)
+            result = retrieve_and_report(self.get_engine(), documents, question, self.options(), config)  # type: ignore[arg-type]
             if self.with_sources:
                 yield AddableDict(self._sources(result, documents))
             for piece in self.get_engine().stream_from(result, question, **self.options()):
@@ -199,9 +149,7 @@ class InfiniRetriQA(RunnableSerializable[QAInput, QAOutput]):
         self, input: QAInput, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
     ) -> QAOutput:
         question, documents = self._parse(input)
-        progress = async_progress(config, asyncio.get_running_loop())  # type: ignore[arg-type]
-        result = await asyncio.to_thread(self._retrieve, question, documents, progress)
-        await adispatch_custom_event(SENTENCES_EVENT, sentences_payload(result), config=config)
+        result = await aretrieve_and_report(self.get_engine(), documents, question, self.options(), config)  # type: ignore[arg-type]
         answer = await asyncio.to_thread(self.get_engine().answer_from, result, question, **self.options())
         return self._output(answer.text, result, documents)
 
@@ -221,30 +169,9 @@ class InfiniRetriQA(RunnableSerializable[QAInput, QAOutput]):
     ) -> AsyncIterator[QAOutput]:
         async for value in inputs:
             question, documents = self._parse(value)
-            progress = async_progress(config, asyncio.get_running_loop())  # type: ignore[arg-type]
-            result = await asyncio.to_thread(self._retrieve, question, documents, progress)
-            await adispatch_custom_event(SENTENCES_EVENT, sentences_payload(result), config=config)
+            result = await aretrieve_and_report(self.get_engine(), documents, question, self.options(), config)  # type: ignore[arg-type]
             if self.with_sources:
                 yield AddableDict(self._sources(result, documents))
             pieces = await asyncio.to_thread(self.get_engine().stream_from, result, question, **self.options())
-            try:
-                while True:
-                    piece = await asyncio.to_thread(next, pieces, _DONE)
-                    if not isinstance(piece, str):  # _DONE
-                        break
-                    yield AddableDict(answer=piece) if self.with_sources else piece
-            finally:
-                close = getattr(pieces, "close", None)
-                if close is not None:
-                    await asyncio.to_thread(close)
-
-
-def stats_dict(stats: Any) -> dict[str, Any]:
-    """A plain dict of a :class:`RetrievalStats` (for JSON output).
-
-    Example:
-        >>> from infiniretri_integrations import RetrievalStats
-        >>> stats_dict(RetrievalStats(documents=2))["documents"]
-        2
-    """
-    return dataclasses.asdict(stats)
+            async for piece in iterate_in_thread(pieces):
+                yield AddableDict(answer=piece) if self.with_sources else piece

@@ -2,43 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from typing import Any
 
-from langchain_core.callbacks import (
-    AsyncCallbackManagerForRetrieverRun,
-    CallbackManagerForRetrieverRun,
-    adispatch_custom_event,
-    dispatch_custom_event,
-)
+from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict, Field, InstanceOf, field_validator, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from infiniretri_integrations.core.config import LayerSpec, RetrievalConfig
-from infiniretri_integrations.core.engine import InfiniRetriEngine
+from infiniretri_integrations.core.integration import GroupBy, keep_best
 from infiniretri_integrations.core.types import RetrievalResult
-from infiniretri_integrations.langchain._common import (
-    SENTENCES_EVENT,
-    GroupBy,
-    async_progress,
-    build_documents,
-    check_group_by,
-    check_k,
-    coerce_engine,
-    default_engine,
-    option_values,
-    retrieval_overrides,
-    retriever_config,
-    select_sentences,
-    sentences_payload,
-    sync_progress,
-    to_engine_documents,
-)
+from infiniretri_integrations.langchain._documents import build_documents, check_group_by, check_k
+from infiniretri_integrations.langchain._options import InfiniRetriOptions
+from infiniretri_integrations.langchain._reporting import aretrieve_and_report, retrieve_and_report, retriever_config
 
 
-class InfiniRetriRetriever(BaseRetriever):
+class InfiniRetriRetriever(InfiniRetriOptions, BaseRetriever):
     """Retrieve the sentences of ``docs`` that a local LM's attention from the query selects.
 
     The corpus is read chunk by chunk on every query (InfiniRetri, arXiv 2502.12962); there is no
@@ -64,9 +43,8 @@ class InfiniRetriRetriever(BaseRetriever):
         k: maximum Documents returned (``None``: all kept).
         engine: the engine (or a ``LocalModel``) to use; ``None``: the shared default engine.
         group_by: ``"sentence"`` or ``"document"``.
-        config: a full :class:`RetrievalConfig` overriding the engine's; the single options
-            ``top_k``, ``chunk_size``, ``phrase_window``, ``max_cache_tokens``,
-            ``max_sentence_tokens`` and ``scoring_layer`` override single fields.
+        retrieval_config: a full :class:`RetrievalConfig` overriding the engine's; every config
+            field (``top_k``, ``chunk_size``, ``phrase_window``, ...) is also an option of its own.
 
     Example:
         >>> from infiniretri_integrations.langchain import InfiniRetriRetriever
@@ -86,29 +64,13 @@ class InfiniRetriRetriever(BaseRetriever):
     """The corpus read on every query."""
     k: int | None = None
     """Maximum number of Documents returned (best scores, document order); ``None``: all kept."""
-    engine: InstanceOf[InfiniRetriEngine] | None = None
-    """The shared engine; ``None`` uses :func:`default_engine` (lazy default model)."""
     group_by: GroupBy = "sentence"
     """``"sentence"``: one Document per kept sentence; ``"document"``: one per source document."""
-    config: InstanceOf[RetrievalConfig] | None = None
-    """A full retrieval config overriding the engine's (single options below override it)."""
-    top_k: int | None = None
-    chunk_size: int | None = None
-    phrase_window: int | None = None
-    max_cache_tokens: int | None = None
-    max_sentence_tokens: int | None = None
-    scoring_layer: LayerSpec = None
-
-    @field_validator("engine", mode="before")
-    @classmethod
-    def _coerce_engine(cls, value: Any) -> InfiniRetriEngine | None:
-        return coerce_engine(value)
 
     @model_validator(mode="after")
     def _validate(self) -> InfiniRetriRetriever:
         check_k(self.k)
         check_group_by(self.group_by)
-        self.retrieval_options()
         return self
 
     # ------------------------------------------------------------------ construction helpers
@@ -153,17 +115,9 @@ class InfiniRetriRetriever(BaseRetriever):
         return cls(docs=list(documents), **kwargs)
 
     # ------------------------------------------------------------------ retrieval
-    def get_engine(self) -> InfiniRetriEngine:
-        """The engine used (the shared default engine when none was given)."""
-        return self.engine if self.engine is not None else default_engine()
-
-    def retrieval_options(self) -> dict[str, Any]:
-        """The per-call engine overrides this retriever applies."""
-        return retrieval_overrides(self.config, option_values(self))
-
     def _select(self, result: RetrievalResult, k: int | None) -> list[Document]:
         limit = check_k(k if k is not None else self.k)
-        return build_documents(select_sentences(result.sentences, limit, self.group_by), self.docs, self.group_by)
+        return build_documents(keep_best(result.sentences, limit, self.group_by), self.docs, self.group_by)
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
@@ -171,10 +125,7 @@ class InfiniRetriRetriever(BaseRetriever):
         if not self.docs:
             return []
         config = retriever_config(run_manager)
-        result = self.get_engine().retrieve(
-            to_engine_documents(self.docs), query, on_progress=sync_progress(config), **self.retrieval_options()
-        )
-        dispatch_custom_event(SENTENCES_EVENT, sentences_payload(result), config=config)  # type: ignore[arg-type]
+        result = retrieve_and_report(self.get_engine(), self.docs, query, self.retrieval_options(), config)
         return self._select(result, k)
 
     async def _aget_relevant_documents(
@@ -183,13 +134,5 @@ class InfiniRetriRetriever(BaseRetriever):
         if not self.docs:
             return []
         config = retriever_config(run_manager)
-        progress = async_progress(config, asyncio.get_running_loop())
-        result = await asyncio.to_thread(
-            self.get_engine().retrieve,
-            to_engine_documents(self.docs),
-            query,
-            on_progress=progress,
-            **self.retrieval_options(),
-        )
-        await adispatch_custom_event(SENTENCES_EVENT, sentences_payload(result), config=config)  # type: ignore[arg-type]
+        result = await aretrieve_and_report(self.get_engine(), self.docs, query, self.retrieval_options(), config)
         return self._select(result, k)

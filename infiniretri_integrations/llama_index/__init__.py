@@ -1,7 +1,8 @@
 """LlamaIndex adapter for InfiniRetri: node postprocessor, synthesizer, local LLM and query engine.
 
 Everything runs on a local model (by default the packaged SmolLM2-135M-Instruct); no component
-falls back to ``Settings.llm`` or a network model.
+falls back to ``Settings.llm`` or a network model. Needs
+``pip install "infiniretri-integrations[llama-index]"``.
 
 Example:
     >>> from llama_index.core import Document
@@ -12,6 +13,15 @@ Example:
 """
 
 from __future__ import annotations
+
+try:
+    import llama_index.core  # noqa: F401
+except ImportError as error:  # pragma: no cover - exercised in a subprocess test
+    msg = (
+        "infiniretri_integrations.llama_index needs llama-index-core; install it with "
+        '`pip install "infiniretri-integrations[llama-index]"`'
+    )
+    raise ImportError(msg) from error
 
 from infiniretri_integrations.llama_index.llm import InfiniRetriLLM
 from infiniretri_integrations.llama_index.postprocessor import InfiniRetriNodePostprocessor

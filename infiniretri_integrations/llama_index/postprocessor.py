@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks import CBEventType, EventPayload
@@ -12,8 +12,12 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
-from infiniretri_integrations.core.engine import InfiniRetriEngine
-from infiniretri_integrations.llama_index._common import EngineLike, as_engine, select, validate_options
+from infiniretri_integrations.core.integration import check_overrides, coerce_engine, keep_best, resolve_engine
+from infiniretri_integrations.core.types import RetrievedSentence
+from infiniretri_integrations.llama_index._nodes import node_documents, sentence_node
+
+if TYPE_CHECKING:
+    from infiniretri_integrations.core.engine import InfiniRetriEngine
 
 dispatcher = get_dispatcher(__name__)
 
@@ -55,11 +59,11 @@ class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
     order: Literal["document", "score"] = Field(default="document", description="Order of sentence nodes.")
     retrieval_options: dict[str, Any] = Field(default_factory=dict, description="RetrievalConfig overrides.")
 
-    _engine: InfiniRetriEngine = PrivateAttr()
+    _engine: InfiniRetriEngine | None = PrivateAttr(default=None)
 
     def __init__(
         self,
-        engine: EngineLike = None,
+        engine: Any = None,
         *,
         mode: Literal["sentences", "parents"] = "sentences",
         top_n: int | None = None,
@@ -77,10 +81,11 @@ class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
             raise ValueError(msg)
         callback_manager = options.pop("callback_manager", None)
         extra = {"callback_manager": callback_manager} if callback_manager is not None else {}
+        options = {**(options.pop("retrieval_options", None) or {}), **options}
         super().__init__(  # type: ignore[call-arg]  # pydantic fields
-            mode=mode, top_n=top_n, order=order, retrieval_options=validate_options(options), **extra
+            mode=mode, top_n=top_n, order=order, retrieval_options=check_overrides(options), **extra
         )
-        self._engine = as_engine(engine)
+        self._engine = coerce_engine(engine)
 
     @classmethod
     def class_name(cls) -> str:
@@ -88,11 +93,11 @@ class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
 
     @property
     def engine(self) -> InfiniRetriEngine:
-        """The engine doing the retrieval (shares its model)."""
-        return self._engine
+        """The engine doing the retrieval (the shared default engine when none was given)."""
+        return resolve_engine(self._engine)
 
     def _model_name(self) -> str:
-        return self._engine.local_model.name if self._engine.model_loaded else "infiniretri"
+        return self.engine.local_model.name if self.engine.model_loaded else "infiniretri"
 
     def _postprocess_nodes(
         self,
@@ -119,8 +124,9 @@ class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
                 EventPayload.TOP_K: self.top_n,
             },
         ) as event:
-            sentences, _ = select(self._engine, nodes, query_bundle.query_str, self.retrieval_options)
-            result = self._parents(nodes, sentences) if self.mode == "parents" else self._sentences(sentences)
+            retrieval = self.engine.retrieve(node_documents(nodes), query_bundle.query_str, **self.retrieval_options)
+            kept = retrieval.sentences
+            result = self._parents(nodes, kept) if self.mode == "parents" else self._sentences(nodes, kept)
             event.on_end(payload={EventPayload.NODES: result})
         dispatcher.event(ReRankEndEvent(nodes=result))
         return result
@@ -133,25 +139,16 @@ class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
         """Async: the chunk loop runs in a worker thread (the model lock serialises model use)."""
         return await asyncio.to_thread(self._postprocess_nodes, nodes, query_bundle)
 
-    def _sentences(self, sentences: list[NodeWithScore]) -> list[NodeWithScore]:
-        if self.top_n is not None and len(sentences) > self.top_n:
-            best = sorted(range(len(sentences)), key=lambda i: -(sentences[i].score or 0.0))[: self.top_n]
-            sentences = [sentences[i] for i in sorted(best)]
+    def _sentences(self, nodes: list[NodeWithScore], kept: list[RetrievedSentence]) -> list[NodeWithScore]:
+        sentences = [sentence_node(s, nodes[s.document_index]) for s in keep_best(kept, self.top_n, "sentence")]
         if self.order == "score":
             sentences = sorted(sentences, key=lambda n: -(n.score or 0.0))
         return sentences
 
-    def _parents(self, nodes: list[NodeWithScore], sentences: list[NodeWithScore]) -> list[NodeWithScore]:
-        best: dict[str, float] = {}
-        for sentence in sentences:
-            parent_id = sentence.node.source_node.node_id  # type: ignore[union-attr]
-            best[parent_id] = max(best.get(parent_id, float("-inf")), sentence.score or 0.0)
-        parents: list[NodeWithScore] = []
-        seen: set[str] = set()
-        for item in nodes:
-            node_id = item.node.node_id
-            if node_id in best and node_id not in seen:
-                seen.add(node_id)
-                parents.append(NodeWithScore(node=item.node, score=best[node_id]))
+    def _parents(self, nodes: list[NodeWithScore], kept: list[RetrievedSentence]) -> list[NodeWithScore]:
+        best: dict[int, float] = {}
+        for sentence in keep_best(kept, self.top_n, "document"):
+            best[sentence.document_index] = max(best.get(sentence.document_index, float("-inf")), sentence.score)
+        parents = [NodeWithScore(node=nodes[index].node, score=score) for index, score in sorted(best.items())]
         parents.sort(key=lambda n: -(n.score or 0.0))
-        return parents[: self.top_n] if self.top_n is not None else parents
+        return parents

@@ -14,7 +14,6 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import BaseNode, Document
 
-from infiniretri_integrations.llama_index._common import EngineLike
 from infiniretri_integrations.llama_index.synthesizer import InfiniRetriSynthesizer
 
 
@@ -41,7 +40,7 @@ class InfiniRetriQueryEngine(RetrieverQueryEngine):
     def from_documents(
         cls,
         documents: Sequence[Document],
-        engine: EngineLike = None,
+        engine: Any = None,
         llm: LLM | None = None,
         streaming: bool = False,
         *,
@@ -92,7 +91,7 @@ class InfiniRetriQueryEngine(RetrieverQueryEngine):
     def from_nodes(
         cls,
         nodes: Sequence[BaseNode],
-        engine: EngineLike = None,
+        engine: Any = None,
         llm: LLM | None = None,
         streaming: bool = False,
         *,
@@ -116,7 +115,7 @@ class InfiniRetriQueryEngine(RetrieverQueryEngine):
     def from_retriever(
         cls,
         retriever: BaseRetriever,
-        engine: EngineLike = None,
+        engine: Any = None,
         llm: LLM | None = None,
         streaming: bool = False,
         *,

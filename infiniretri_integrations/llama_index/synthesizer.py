@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.response.schema import RESPONSE_TYPE
 from llama_index.core.callbacks import CallbackManager
@@ -16,17 +16,19 @@ from llama_index.core.response_synthesizers import BaseSynthesizer, CompactAndRe
 from llama_index.core.schema import NodeWithScore, QueryBundle, QueryType
 from llama_index.core.types import RESPONSE_TEXT_TYPE
 
-from infiniretri_integrations.core.engine import InfiniRetriEngine
-from infiniretri_integrations.core.types import RetrievalResult, join_sentences
-from infiniretri_integrations.llama_index._common import (
-    EngineLike,
-    aiterate,
-    as_engine,
-    iterate,
-    select,
-    validate_options,
+from infiniretri_integrations.core.integration import (
+    check_overrides,
+    closing_generator,
+    coerce_engine,
+    iterate_in_thread,
+    resolve_engine,
 )
+from infiniretri_integrations.core.types import RetrievalResult, join_sentences
+from infiniretri_integrations.llama_index._nodes import retrieve_sentence_nodes
 from infiniretri_integrations.llama_index.llm import InfiniRetriLLM
+
+if TYPE_CHECKING:
+    from infiniretri_integrations.core.engine import InfiniRetriEngine
 
 _RETRIEVAL_KEY = "infiniretri_retrieval"
 
@@ -60,7 +62,7 @@ class InfiniRetriSynthesizer(BaseSynthesizer):
 
     def __init__(
         self,
-        engine: EngineLike = None,
+        engine: Any = None,
         llm: LLM | None = None,
         *,
         streaming: bool = False,
@@ -72,8 +74,8 @@ class InfiniRetriSynthesizer(BaseSynthesizer):
         if llm is not None and not isinstance(llm, LLM):
             msg = f"llm must be a LlamaIndex LLM or None (use the local model), got {type(llm).__name__}: {llm!r}"
             raise TypeError(msg)
-        self._engine = as_engine(engine)
-        self._options = validate_options(options)
+        self._engine = resolve_engine(coerce_engine(engine))
+        self._options = check_overrides(options)
         self._external: CompactAndRefine | None = None
         if llm is None:
             local = InfiniRetriLLM(
@@ -126,7 +128,7 @@ class InfiniRetriSynthesizer(BaseSynthesizer):
         """Select sentences from ``nodes`` for ``query``, answer, report the sentences as sources."""
         if not nodes:
             return super().synthesize(query, nodes, additional_source_nodes, **response_kwargs)
-        sentences, retrieval = select(self._engine, nodes, _query_str(query), self._options)
+        sentences, retrieval = retrieve_sentence_nodes(self._engine, nodes, _query_str(query), self._options)
         response_kwargs[_RETRIEVAL_KEY] = retrieval
         return super().synthesize(query, sentences, additional_source_nodes, **response_kwargs)
 
@@ -140,7 +142,9 @@ class InfiniRetriSynthesizer(BaseSynthesizer):
         """Async :meth:`synthesize`: the chunk loop and generation run in worker threads."""
         if not nodes:
             return await super().asynthesize(query, nodes, additional_source_nodes, **response_kwargs)
-        sentences, retrieval = await asyncio.to_thread(select, self._engine, nodes, _query_str(query), self._options)
+        sentences, retrieval = await asyncio.to_thread(
+            retrieve_sentence_nodes, self._engine, nodes, _query_str(query), self._options
+        )
         response_kwargs[_RETRIEVAL_KEY] = retrieval
         return await super().asynthesize(query, sentences, additional_source_nodes, **response_kwargs)
 
@@ -157,7 +161,7 @@ class InfiniRetriSynthesizer(BaseSynthesizer):
         if self._external is not None:
             return self._external.get_response(query_str, _grouped(retrieval), **response_kwargs)
         if self._streaming:
-            return iterate(self._engine.stream_from(retrieval, query_str, **self._options))
+            return closing_generator(self._engine.stream_from(retrieval, query_str, **self._options))
         return self._engine.answer_from(retrieval, query_str, **self._options).text
 
     async def aget_response(
@@ -172,7 +176,7 @@ class InfiniRetriSynthesizer(BaseSynthesizer):
         if self._external is not None:
             return await self._external.aget_response(query_str, _grouped(retrieval), **response_kwargs)
         if self._streaming:
-            return aiterate(self._engine.stream_from(retrieval, query_str, **self._options))
+            return iterate_in_thread(self._engine.stream_from(retrieval, query_str, **self._options))
         answer = await asyncio.to_thread(self._engine.answer_from, retrieval, query_str, **self._options)
         return answer.text
 

@@ -30,7 +30,7 @@ from infiniretri_integrations.langchain import (
     tiktoken_encoding,
 )
 
-pytestmark = pytest.mark.real_model
+pytestmark = [pytest.mark.real_model, pytest.mark.usefixtures("one_torch_thread")]
 
 NEEDLE = "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day."
 QUESTION = "What is the best thing to do in San Francisco?"
@@ -44,18 +44,6 @@ DOCS = [
     Document(page_content=t, id=f"doc-{i}", metadata={"n": i, "source": f"notes/{i}.txt"}) for i, t in enumerate(TEXTS)
 ]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Any:
-    """On the shared 2-core CPU, torch's 2 intra-op threads slow down 10-25x as soon as other
-    processes compete for the cores (measured: a 12-token answer 14-50 s instead of 1.3 s). These
-    tests measure behaviour, not speed: use one thread, restore the setting afterwards."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +140,7 @@ def test_construction_does_not_load_weights() -> None:
     compressor = InfiniRetriCompressor(engine=engine, token_budget=50)
     qa = InfiniRetriQA(engine=engine, documents=DOCS)
     tool = create_infiniretri_tool(retriever)
-    InfiniRetriRetriever.from_texts(TEXTS, config=RetrievalConfig(top_k=10, chunk_size=256))
+    InfiniRetriRetriever.from_texts(TEXTS, retrieval_config=RetrievalConfig(top_k=10, chunk_size=256))
     assert (retriever.engine, compressor.engine, qa.engine) == (engine, engine, engine)
     assert tool.name == "infiniretri_search"
     assert engine.model_loaded is False
@@ -314,7 +302,7 @@ def test_importable_without_llama_index() -> None:
     code = (
         "import sys; sys.modules['llama_index'] = None; sys.modules['llama_index.core'] = None\n"
         "import infiniretri_integrations.langchain as m\n"
-        "from infiniretri_integrations.langchain._common import _llama_index_tiktoken_cache\n"
+        "from infiniretri_integrations.langchain._tokens import _llama_index_tiktoken_cache\n"
         "assert _llama_index_tiktoken_cache() is None\n"
         "assert 'llama_index.core.utils' not in sys.modules\n"
         "print(m.InfiniRetriCompressor.__name__)"

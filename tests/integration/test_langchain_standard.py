@@ -26,7 +26,7 @@ from infiniretri_integrations.langchain import (
     create_infiniretri_tool,
 )
 
-pytestmark = pytest.mark.real_model
+pytestmark = [pytest.mark.real_model, pytest.mark.usefixtures("one_torch_thread")]
 
 QUERY = "What is the best thing to do in San Francisco?"
 TEXTS = [
@@ -38,18 +38,6 @@ TEXTS = [
 ]
 DOCS = [Document(page_content=text, id=f"doc-{i}", metadata={"n": i}) for i, text in enumerate(TEXTS)]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Any:
-    """On the shared 2-core CPU, torch's 2 intra-op threads slow down 10-25x as soon as other
-    processes compete for the cores (measured: a 12-token answer 14-50 s instead of 1.3 s). These
-    tests measure behaviour, not speed: use one thread, restore the setting afterwards."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 _ENGINE: dict[str, InfiniRetriEngine] = {}

@@ -26,6 +26,8 @@ from infiniretri_integrations.llama_index import (
     InfiniRetriSynthesizer,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 OPTIONS = {"chunk_size": 256, "top_k": 12, "max_new_tokens": 24}
 NEEDLE_WORDS = ("sandwich", "Dolores Park")
 
@@ -45,17 +47,6 @@ def needle_documents(haystack: str, tokenizer, tokens: int = 600) -> tuple[list[
     ]
     return docs, case.question
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a small shared CPU, oversubscribed torch threads make the tiny
-    model 20-30x slower; restored afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

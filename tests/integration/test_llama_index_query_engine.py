@@ -19,18 +19,10 @@ from infiniretri_integrations import InfiniRetriEngine
 from infiniretri_integrations.evaluation.niah import answer_has_facts, build_case
 from infiniretri_integrations.llama_index import InfiniRetriQueryEngine
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 OPTIONS = {"chunk_size": 256, "top_k": 12, "max_new_tokens": 24}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: oversubscribed torch threads on a small shared CPU are 20-30x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

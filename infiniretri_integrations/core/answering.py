@@ -1,0 +1,118 @@
+"""Answering from kept sentences: the answer prompt, blocking and streamed answers.
+
+The engine's ``build_answer_prompt``, ``answer_from``, ``stream_from`` delegate here; generation
+itself (stop conditions, repetition guard, echo stripping) is :mod:`core.generation`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from infiniretri_integrations.core.generation import generate, stream_generate
+from infiniretri_integrations.core.prompting import build_layout, truncate_middle
+from infiniretri_integrations.core.types import Answer, RetrievalResult, RetrievalStats, RetrievedSentence
+
+if TYPE_CHECKING:
+    from infiniretri_integrations.core.engine import InfiniRetriEngine
+
+
+def answer_prompt(engine: InfiniRetriEngine, context: str, question: str, **overrides: Any) -> list[int]:
+    """Token ids of the answering prompt for ``context`` and ``question`` (the context's middle
+    is cut when prompt plus answer would not fit the window)."""
+    from infiniretri_integrations.core.engine import validate_question
+
+    cfg = engine.config.replace(**overrides) if overrides else engine.config
+    lm = engine.local_model
+    layout = build_layout(lm.tokenizer, cfg, validate_question(question))
+    context_ids = lm.tokenizer(context, add_special_tokens=False)["input_ids"] if context else []
+    window = engine.max_context_tokens or lm.context_window
+    room = window - layout.fixed_tokens - cfg.max_new_tokens
+    ids, *_ = layout.assemble(truncate_middle(context_ids, room, "context"))
+    return ids
+
+
+def answer_from(
+    engine: InfiniRetriEngine,
+    retrieval: RetrievalResult | str,
+    question: str | None = None,
+    *,
+    stop: Sequence[str] | str | None = None,
+    generate_kwargs: Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> Answer:
+    """Answer from an existing retrieval (or any context string) with the engine's model."""
+    result = retrieval if isinstance(retrieval, RetrievalResult) else context_only(retrieval, question)
+    question = question if question is not None else result.question
+    cfg = engine.config.replace(**overrides) if overrides else engine.config
+    ids = answer_prompt(engine, result.context, question, **overrides)
+    generated = generate(engine.local_model, ids, cfg.max_new_tokens, stop=stop, generate_kwargs=generate_kwargs)
+    return Answer(
+        text=generated.text,
+        retrieval=result,
+        generation_seconds=generated.seconds,
+        generated_tokens=generated.tokens,
+    )
+
+
+def stream_from(
+    engine: InfiniRetriEngine,
+    retrieval: RetrievalResult | str,
+    question: str | None = None,
+    *,
+    stop: Sequence[str] | str | None = None,
+    generate_kwargs: Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> Iterator[str]:
+    """The answer's text pieces for an existing retrieval (or context string), as generated."""
+    result = retrieval if isinstance(retrieval, RetrievalResult) else context_only(retrieval, question)
+    question = question if question is not None else result.question
+    cfg = engine.config.replace(**overrides) if overrides else engine.config
+    ids = answer_prompt(engine, result.context, question, **overrides)
+    return stream_generate(engine.local_model, ids, cfg.max_new_tokens, stop=stop, generate_kwargs=generate_kwargs)
+
+
+class AnswerStream(Iterator[str]):
+    """Text pieces of an answer as they are generated; ``retrieval`` holds the kept sentences
+    and ``text`` the answer so far."""
+
+    def __init__(self, retrieval: RetrievalResult, pieces: Iterator[str]) -> None:
+        self.retrieval = retrieval
+        self._pieces = pieces
+        self._parts: list[str] = []
+
+    def __next__(self) -> str:
+        piece = next(self._pieces)
+        self._parts.append(piece)
+        return piece
+
+    def close(self) -> None:
+        """Stop the generation early (the worker thread ends)."""
+        close = getattr(self._pieces, "close", None)
+        if close is not None:
+            close()
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+
+def context_only(context: str, question: str | None) -> RetrievalResult:
+    """A context string as a one-sentence retrieval result (to answer from any text)."""
+    if not isinstance(context, str):
+        msg = f"retrieval must be a RetrievalResult or a context string, got {type(context).__name__}"
+        raise TypeError(msg)
+    if question is None:
+        msg = "question is required when answering from a context string"
+        raise ValueError(msg)
+    sentence = RetrievedSentence(
+        text=context,
+        score=0.0,
+        document_index=0,
+        document_id=None,
+        sentence_index=0,
+        start=0,
+        end=len(context),
+        token_count=0,
+    )
+    return RetrievalResult(question=question, sentences=[sentence] if context else [], stats=RetrievalStats())
