@@ -5,6 +5,7 @@ Usage (see ``infiniretri --help`` and ``infiniretri COMMAND --help``)::
     infiniretri ask report.txt notes.md -q "Who signed the contract?" [--model PATH|GGUF] [--json] [--html out.html]
     infiniretri niah --essays ../shared/data/niah_paulgraham/PaulGrahamEssays --out docs/results/niah.json
     infiniretri qa --hotpotqa ../shared/data/hotpotqa/camera_ready_nd8_dev_sample100.json --limit 30
+    infiniretri evidence --data ../shared/data --datasets hotpotqa-long --lengths 8k --budgets 512
     infiniretri demo [--files a.txt --question "..."]
 
 Every command takes ``--model``, ``--device`` and ``--dtype``; ``infiniretri --version`` prints the version.
@@ -427,7 +428,15 @@ def _add_demo(sub: Any) -> None:
     parser.set_defaults(handler=cmd_demo)
 
 
-COMMANDS: tuple[Callable[[Any], None], ...] = (_add_ask, _add_niah, _add_qa, _add_demo)
+def _add_evidence(sub: Any) -> None:
+    from infiniretri_integrations.evaluation import evidence
+
+    parser = sub.add_parser("evidence", help="reader-free evidence benchmark: kept evidence at equal token budgets")
+    evidence.configure_parser(parser)
+    parser.set_defaults(handler=lambda args, _lm: evidence.run(args))
+
+
+COMMANDS: tuple[Callable[[Any], None], ...] = (_add_ask, _add_niah, _add_qa, _add_evidence, _add_demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

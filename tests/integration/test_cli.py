@@ -129,3 +129,12 @@ def test_html_highlights_the_kept_sentences(notes: Path, tiny_llama_folder: Path
     assert html.startswith("<!doctype html>")
     for sentence in json.loads(run.stdout)["sentences"]:
         assert f">{sentence['text']}</mark>" in html
+
+
+def test_evidence_subcommand_takes_the_benchmark_options() -> None:
+    run = infiniretri("evidence", "--help")
+    assert run.returncode == 0, run.stderr
+    assert all(option in run.stdout for option in ("--data", "--budgets", "--methods", "--out"))
+    missing = infiniretri("evidence")
+    assert missing.returncode == 2
+    assert "--data" in missing.stderr and missing.stderr.count("\n") == 1
