@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from infiniretri_integrations import InfiniRetriEngine, RetrievalConfig
-from infiniretri_integrations.core.attention import question_attention as score_rows
+from infiniretri_integrations.core.attention import question_attention
 from infiniretri_integrations.core.prompting import build_layout
 from infiniretri_integrations.core.scoring import context_scores, question_weights, select_sentences
 
@@ -51,7 +51,7 @@ def test_captured_rows_equal_eager_attention(request, fixture_name, layer_from_e
     layout = build_layout(lm.tokenizer, RetrievalConfig(), "What is the secret code for the vault?")
     context = lm.tokenizer(TEXT, add_special_tokens=False)["input_ids"]
     ids, context_start, context_end, question_start = layout.assemble(context)
-    captured = score_rows(lm, torch.tensor([ids]), question_start, [layer])
+    captured = question_attention(lm, torch.tensor([ids]), question_start, [layer])
     reference = _eager_rows(lm, ids, question_start, layer)
     assert captured.shape == reference.shape == (len(ids) - question_start, len(ids))
     torch.testing.assert_close(captured, reference, atol=1e-5, rtol=1e-5)
@@ -110,7 +110,7 @@ def test_forward_stops_at_scoring_layer(tiny_llama):
         for i, layer in enumerate(tiny_llama.model.model.layers)
     ]
     try:
-        score_rows(tiny_llama, torch.tensor([[1, 2, 3, 4, 5, 6]]), 3, [1])
+        question_attention(tiny_llama, torch.tensor([[1, 2, 3, 4, 5, 6]]), 3, [1])
     finally:
         for hook in hooks:
             hook.remove()
