@@ -98,8 +98,12 @@ def load_hotpotqa(path: str | Path, limit: int | None = None, seed: int = 0) -> 
         documents = tuple(f"{paragraphs[i][0]}\n{paragraphs[i][1].strip()}" for i in order)
         samples.append(
             QASample(
-                id=str(record.get("_id", index)), dataset="hotpotqa", question=question, answers=_answers(answer),
-                documents=documents, metadata={"gold_titles": [record["title_a"], record["title_b"]]},
+                id=str(record.get("_id", index)),
+                dataset="hotpotqa",
+                question=question,
+                answers=_answers(answer),
+                documents=documents,
+                metadata={"gold_titles": [record["title_a"], record["title_b"]]},
             )
         )
     return samples
@@ -131,8 +135,11 @@ def load_leval(path: str | Path, limit: int | None = None, questions_per_documen
                 break
             samples.append(
                 QASample(
-                    id=f"{task}-{index}-{number}", dataset=f"leval/{task}", question=str(question).strip(),
-                    answers=_answers(output), documents=(document,),
+                    id=f"{task}-{index}-{number}",
+                    dataset=f"leval/{task}",
+                    question=str(question).strip(),
+                    answers=_answers(output),
+                    documents=(document,),
                     metadata={"evaluation": record.get("evaluation"), "source": record.get("source")},
                 )
             )
@@ -158,6 +165,10 @@ def _longbench_record(record: dict[str, Any], index: int, dataset: str) -> QASam
         msg = f"{dataset} record {index}: a LongBench record needs str 'context', 'input' (or 'question') and 'answers'"
         raise ValueError(msg)
     return QASample(
-        id=str(record.get("_id", record.get("id", index))), dataset=dataset, question=question.strip(),
-        answers=_answers(answers), documents=(context,), metadata={"length": record.get("length")},
+        id=str(record.get("_id", record.get("id", index))),
+        dataset=dataset,
+        question=question.strip(),
+        answers=_answers(answers),
+        documents=(context,),
+        metadata={"length": record.get("length")},
     )

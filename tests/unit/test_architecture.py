@@ -21,8 +21,7 @@ ROOT = Path(__file__).resolve().parents[2] / PACKAGE
 ADAPTERS = {"langchain": "langchain", "llama_index": "llama_index"}
 """Adapter layer -> its framework's distribution prefix (``langchain``, ``langchain_core``, ...)."""
 
-KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-}
+KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {}
 """(importer, imported) -> why it is tolerated for now. An entry that no longer occurs fails the test."""
 
 
