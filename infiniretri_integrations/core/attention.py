@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
+import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,17 +50,19 @@ def question_row_probabilities(
     attention_mask: torch.Tensor | None,
     scaling: float,
     softcap: float | None = None,
+    past: int = 0,
 ) -> torch.Tensor:
     """Attention probabilities of some query rows over all keys, in float32.
 
     Args:
         query_rows: ``[batch, heads, rows, head_dim]`` (rotary already applied).
         key: ``[batch, kv_heads, keys, head_dim]``; kv heads are repeated to match query heads.
-        row_positions: ``[rows]`` absolute positions of the rows (for the causal mask).
+        row_positions: ``[rows]`` positions of the rows among the query positions (the mask's rows).
         attention_mask: the model's 4-D mask for the whole sequence (bool: True = attend, or
             additive float), or ``None`` for plain causal attention.
         scaling: the attention module's softmax scale.
         softcap: logit soft-capping (Gemma-2 style), if the model uses it.
+        past: keys before the first query position (a cached prefix); 0 without a cache.
 
     Returns:
         ``[batch, heads, rows, keys]`` probabilities (each row sums to 1).
@@ -72,7 +76,7 @@ def question_row_probabilities(
         logits = torch.tanh(logits / softcap) * softcap
     key_count = key.shape[2]
     if attention_mask is None:
-        allowed = torch.arange(key_count, device=key.device)[None, :] <= row_positions[:, None]
+        allowed = torch.arange(key_count, device=key.device)[None, :] <= past + row_positions[:, None]
         logits = logits.masked_fill(~allowed, float("-inf"))
     else:
         rows_mask = attention_mask[:, :, row_positions, :key_count]
@@ -107,6 +111,7 @@ def _capture_attention(
             attention_mask if isinstance(attention_mask, torch.Tensor) else None,
             scale,
             kwargs.get("softcap"),
+            past=key.shape[2] - query.shape[2],
         )
         if capture.heads is not None:
             probabilities = probabilities[:, list(capture.heads)]
@@ -204,13 +209,64 @@ def capture_question_rows(
     return capture.rows
 
 
-def _run_until_stop(lm: LocalModel, input_ids: torch.Tensor, capture: _Capture) -> None:
+def _run_until_stop(lm: LocalModel, input_ids: torch.Tensor, capture: _Capture, cache: Any = None) -> None:
     token = _ACTIVE.set(capture)
     try:
         with lm.lock, torch.inference_mode(), _capturing(lm.model), contextlib.suppress(_StopForward):
-            lm.model(input_ids=input_ids.to(lm.device), use_cache=False, logits_to_keep=1)
+            keyword = _cache_keyword(type(lm.model))  # type: ignore[arg-type]
+            cache_argument = {keyword: cache} if cache is not None else {}
+            lm.model(input_ids=input_ids.to(lm.device), use_cache=cache is not None, logits_to_keep=1, **cache_argument)
     finally:
         _ACTIVE.reset(token)
+
+
+@functools.cache
+def _cache_keyword(model_class: Any) -> str:
+    """``cache`` (transformers >= 5.24) or ``past_key_values`` (earlier), as the model's forward takes it."""
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
+def shared_prefix_attention(
+    lm: LocalModel,
+    prefix_ids: torch.Tensor,
+    suffixes: Sequence[torch.Tensor],
+    layers: Sequence[int],
+    heads: Sequence[int] | None = None,
+) -> list[torch.Tensor]:
+    """Question-row attention of several suffixes (questions) after ONE shared prefix (context).
+
+    The prefix runs once through the deepest scoring layer, filling a key/value cache; each
+    suffix then runs alone on a copy of that cache. Every row of a suffix attends to the prefix
+    and to its own suffix only, exactly as in a full forward of ``prefix + suffix``.
+
+    Args:
+        prefix_ids: ``[1, prefix_length]``.
+        suffixes: each ``[1, suffix_length]``; all of its positions are question rows.
+
+    Returns:
+        Per suffix, ``[suffix_length, prefix_length + suffix_length]`` float32 (heads and layers summed).
+    """
+    import copy
+
+    from transformers import DynamicCache
+
+    deepest = max(layers)
+    chosen = tuple(heads) if heads is not None else None
+    cache = DynamicCache(config=lm.model.config)
+    results: list[torch.Tensor] = []
+    with lm.lock:
+        _run_until_stop(lm, prefix_ids, _Capture(layers=frozenset(), row_start=0, heads=None, stop_at=deepest), cache)
+        for suffix in suffixes:
+            capture = _Capture(layers=frozenset(layers), row_start=0, heads=chosen, stop_at=deepest)
+            _run_until_stop(lm, suffix, capture, copy.deepcopy(cache))
+            length = prefix_ids.shape[1] + suffix.shape[1]
+            # a sliding-window layer's cache holds only the window's keys: the rest had probability 0
+            rows = [
+                torch.nn.functional.pad(capture.rows[layer], (length - capture.rows[layer].shape[-1], 0))
+                for layer in layers
+            ]
+            results.append(sum(rows[1:], rows[0]))
+    return results
 
 
 def forward_through(lm: LocalModel, input_ids: torch.Tensor, layer: int) -> None:

@@ -50,6 +50,9 @@ class RetrievalConfig:
             each sentence with its passage's first line, over the same sentences), or ``None``
             for attention alone. Attention stays the primary signal.
         fusion_weight: weight of the lexical signal's reciprocal rank relative to attention's.
+        content_free: subtract the attention a content-free question (``"N/A"``) puts on each
+            context token (ICR). The context is encoded once per pass and shared by both
+            questions, so the extra cost is one pass over the question tokens.
 
     Example:
         >>> RetrievalConfig(top_k=100).top_k
@@ -75,6 +78,7 @@ class RetrievalConfig:
     token_budget: int | None = None
     fusion: str | None = None
     fusion_weight: float = 1.0
+    content_free: bool = False
 
     def __post_init__(self) -> None:
         _require_positive_int("chunk_size", self.chunk_size)

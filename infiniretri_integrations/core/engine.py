@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from infiniretri_integrations.core.answering import AnswerStream, answer_from, answer_prompt, stream_from
-from infiniretri_integrations.core.attention import question_attention, resolve_layers
+from infiniretri_integrations.core.attention import question_attention, resolve_layers, shared_prefix_attention
 from infiniretri_integrations.core.chunking import pack_chunks
 from infiniretri_integrations.core.config import RetrievalConfig
 from infiniretri_integrations.core.lexical import lexical_signal
 from infiniretri_integrations.core.models import LocalModel, as_local_model
 from infiniretri_integrations.core.prompting import PromptLayout, build_layout
 from infiniretri_integrations.core.scoring import (
+    content_free_scores,
     context_scores,
     fill_budget,
     question_weights,
@@ -189,25 +190,16 @@ class InfiniRetriEngine:
             logger.info("Skipped %d empty document(s): %s", len(skipped), skipped)
 
         lexical = _lexical_scores(sentences, question, cfg)
-        forward_hook = on_forward or self.on_forward
+        scorer = _PassScorer(lm, cfg, layout, layers, heads, on_forward or self.on_forward)
         cache: list[_Kept] = []
         weights: torch.Tensor | None = None
-        pad_id = _pad_token_id(lm)
         read = 0
         progress_bar = self._progress_bar(len(chunks))
         try:
             for index, chunk in enumerate(chunks):
                 candidates = [*(k.sentence for k in cache), *chunk]
                 context_ids = [t for s in candidates for t in s.token_ids]
-                ids, context_start, context_end, question_start = layout.assemble(context_ids)
-                fed = _bucketed(ids, pad_id)
-                if forward_hook is not None:
-                    forward_hook(ForwardPass(index, fed, len(ids), question_start, layers))
-                rows = question_attention(lm, fed, question_start, layers, heads)
-                rows = rows[: len(ids) - question_start, : len(ids)].cpu()
-                if weights is None and cfg.question_weights:
-                    weights = question_weights(rows, question_start)
-                scores = context_scores(rows, context_start, context_end, weights, cfg.phrase_window)
+                scores, weights = scorer.score(index, context_ids, weights)
                 token_sentence = token_sentence_index([s.token_count for s in candidates])
                 cache = _fit_budget(_keep(candidates, scores, token_sentence, lexical, cfg), budget)
                 read += sum(s.token_count for s in chunk)
@@ -351,10 +343,70 @@ class InfiniRetriEngine:
         return AnswerStream(result, pieces)
 
 
+BUDGET_WORKING_SET_TOKENS = 1024
+"""With ``token_budget``, each pass carries at least this many tokens to the next (unless
+``max_cache_tokens`` says otherwise), so that a small budget still lets later chunks compete with
+a working set; the final result is cut to the budget by the last pass's scores."""
+
 SHAPE_BUCKET = 64
 """Scoring passes are right-padded to a multiple of this many tokens. Padding after the last real
 token changes no score (attention is causal), and a few dozen distinct sequence lengths, instead
 of one per chunk, keep the kernels' per-shape caches (oneDNN primitives, allocator blocks) small."""
+
+
+class _PassScorer:
+    """Scores the context tokens of one pass: question-row attention (or, with ``content_free``,
+    its excess over a content-free question's, on one shared encoding of the context)."""
+
+    def __init__(
+        self,
+        lm: LocalModel,
+        cfg: RetrievalConfig,
+        layout: PromptLayout,
+        layers: tuple[int, ...],
+        heads: tuple[int, ...] | None,
+        hook: ForwardHook | None,
+    ) -> None:
+        self.lm, self.cfg, self.layout, self.layers, self.heads, self.hook = lm, cfg, layout, layers, heads, hook
+        self.pad_id = _pad_token_id(lm)
+        self.neutral = (
+            torch.tensor([[*build_layout(lm.tokenizer, cfg, CONTENT_FREE_QUESTION).question, *layout.tail]])
+            if cfg.content_free
+            else None
+        )
+
+    def score(
+        self, index: int, context_ids: list[int], weights: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``([context tokens] scores, question weights)``; weights are computed on the first pass."""
+        ids, context_start, context_end, question_start = self.layout.assemble(context_ids)
+        if self.neutral is None:
+            fed = _bucketed(ids, self.pad_id)
+            if self.hook is not None:
+                self.hook(ForwardPass(index, fed, len(ids), question_start, self.layers))
+            rows = question_attention(self.lm, fed, question_start, self.layers, self.heads)
+            rows = rows[: len(ids) - question_start, : len(ids)].cpu()
+            neutral_rows = None
+        else:
+            fed = torch.tensor([ids])
+            if self.hook is not None:
+                self.hook(ForwardPass(index, fed, len(ids), question_start, self.layers))
+            rows, neutral_rows = (
+                r.cpu()
+                for r in shared_prefix_attention(
+                    self.lm, fed[:, :question_start], [fed[:, question_start:], self.neutral], self.layers, self.heads
+                )
+            )
+        if weights is None and self.cfg.question_weights:
+            weights = question_weights(rows, question_start)
+        if neutral_rows is None:
+            return context_scores(rows, context_start, context_end, weights, self.cfg.phrase_window), weights
+        scores = content_free_scores(rows, neutral_rows, context_start, context_end, weights, self.cfg.phrase_window)
+        return scores, weights
+
+
+CONTENT_FREE_QUESTION = "N/A"
+"""The content-free question of ``content_free`` scoring (as ICR uses)."""
 
 
 def _bucketed(ids: list[int], pad_id: int) -> torch.Tensor:

@@ -62,6 +62,37 @@ def context_scores(
     return phrase_scores(context.sum(dim=0), window)
 
 
+def content_free_scores(
+    rows: torch.Tensor,
+    neutral_rows: torch.Tensor,
+    context_start: int,
+    context_end: int,
+    weights: torch.Tensor | None,
+    window: int,
+) -> torch.Tensor:
+    """Phrase score of what the question adds over a content-free question (ICR, arXiv 2410.02642).
+
+    Each question's rows are averaged (the question's rows weighted by ``weights`` squared, as
+    :func:`context_scores` does), the content-free mean is subtracted, and the phrase window is
+    applied: tokens that draw attention whatever is asked (punctuation, list markers, the first
+    tokens of a chunk) fall to about zero.
+
+    Args:
+        rows: ``[rows, length]`` question-row attention.
+        neutral_rows: ``[neutral_rows, length']`` attention of the content-free question's rows
+            over the same context columns.
+        context_start, context_end: the context columns (the same in both).
+
+    Returns:
+        ``[context_end - context_start]`` scores (may be negative).
+    """
+    context = rows[:, context_start:context_end]
+    row_weights = weights * weights if weights is not None else torch.ones(context.shape[0], dtype=context.dtype)
+    asked = (context * row_weights[:, None]).sum(dim=0) / row_weights.sum().clamp_min(1e-12)
+    neutral = neutral_rows[:, context_start:context_end].mean(dim=0)
+    return phrase_scores(asked - neutral, window)
+
+
 def select_sentences(
     scores: torch.Tensor,
     token_sentence: torch.Tensor,

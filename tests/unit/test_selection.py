@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from infiniretri_integrations import InfiniRetriEngine, RetrievalConfig
-from infiniretri_integrations.core.attention import forward_through, question_attention
+from infiniretri_integrations.core.attention import forward_through, question_attention, shared_prefix_attention
 from infiniretri_integrations.core.lexical import bm25_passage_scores, passage_leads
-from infiniretri_integrations.core.scoring import fill_budget, rank_fusion
+from infiniretri_integrations.core.scoring import content_free_scores, context_scores, fill_budget, rank_fusion
 from infiniretri_integrations.core.segmentation import segment_documents
 from infiniretri_integrations.core.types import ForwardPass
 
@@ -143,3 +143,37 @@ def test_forward_through_stops_at_the_layer(tiny_llama):
         for handle in handles:
             handle.remove()
     assert tiny_llama.model.config._attn_implementation == "sdpa"  # restored after each pass
+
+
+@pytest.mark.parametrize(("kind", "layers"), [("tiny_llama", [1, 2]), ("tiny_gemma", [3, 5])])
+def test_shared_prefix_attention_equals_full_forwards(kind, layers, request):
+    lm = request.getfixturevalue(kind)
+    generator = torch.Generator().manual_seed(1)
+    prefix = torch.randint(0, 1000, (1, 150), generator=generator)
+    questions = [torch.randint(0, 1000, (1, n), generator=generator) for n in (9, 5)]
+    shared = shared_prefix_attention(lm, prefix, questions, layers, heads=[0, 1])
+    for rows, question in zip(shared, questions, strict=True):
+        full = question_attention(lm, torch.cat([prefix, question], dim=1), 150, layers, heads=[0, 1])
+        torch.testing.assert_close(rows, full, atol=1e-6, rtol=1e-5)  # sliding-window layer 3 included
+
+
+def test_content_free_scores_cancel_what_every_question_attends_to():
+    # columns: [sink, a, b]; the question looks at b, the neutral question at the sink
+    rows = torch.tensor([[0.6, 0.1, 0.3], [0.6, 0.1, 0.3]])
+    neutral = torch.tensor([[0.6, 0.2, 0.2]])
+    scores = content_free_scores(rows, neutral, 0, 3, None, window=1)
+    assert scores.tolist() == pytest.approx([0.0, -0.1, 0.1])
+    plain = context_scores(rows, 0, 3, None, window=1)
+    assert plain.argmax().item() == 0 and scores.argmax().item() == 2
+
+
+def test_content_free_engine_one_pass_per_chunk_and_a_different_choice(tiny_llama):
+    seen: list[ForwardPass] = []
+    engine = InfiniRetriEngine(tiny_llama, chunk_size=96, top_k=8, max_sentence_tokens=48)
+    plain = engine.retrieve(PASSAGES, "How high is Mount Fuji?", token_budget=60)
+    calibrated = engine.retrieve(
+        PASSAGES, "How high is Mount Fuji?", token_budget=60, content_free=True, on_forward=seen.append
+    )
+    assert len(seen) == calibrated.stats.chunks
+    assert 0 < calibrated.stats.kept_tokens <= 60
+    assert [s.text for s in plain.sentences] != [s.text for s in calibrated.sentences]
