@@ -50,6 +50,9 @@ class RetrievalConfig:
             each sentence with its passage's first line, over the same sentences), or ``None``
             for attention alone. Attention stays the primary signal.
         fusion_weight: weight of the lexical signal's reciprocal rank relative to attention's.
+        fusion_stage: ``"final"`` fuses once, over every sentence of the input (each with the
+            attention score of the last pass that read it), after the chunk loop; ``"pass"``
+            fuses inside every pass, so the fused score also chooses what each pass carries on.
         content_free: subtract the attention a content-free question (``"N/A"``) puts on each
             context token (ICR). The context is encoded once per pass and shared by both
             questions, so the extra cost is one pass over the question tokens.
@@ -78,6 +81,7 @@ class RetrievalConfig:
     token_budget: int | None = None
     fusion: str | None = None
     fusion_weight: float = 1.0
+    fusion_stage: Literal["final", "pass"] = "final"
     content_free: bool = False
 
     def __post_init__(self) -> None:
@@ -96,6 +100,9 @@ class RetrievalConfig:
             if self.fusion not in LEXICAL_SIGNALS:
                 msg = f"fusion must be None or one of {sorted(LEXICAL_SIGNALS)}, got {self.fusion!r}"
                 raise ValueError(msg)
+        if self.fusion_stage not in ("final", "pass"):
+            msg = f"fusion_stage must be 'final' or 'pass', got {self.fusion_stage!r}"
+            raise ValueError(msg)
         if (
             not isinstance(self.fusion_weight, (int, float))
             or isinstance(self.fusion_weight, bool)

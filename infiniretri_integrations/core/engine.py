@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from infiniretri_integrations.core.chunking import pack_chunks
 from infiniretri_integrations.core.config import RetrievalConfig
 from infiniretri_integrations.core.lexical import lexical_signal
 from infiniretri_integrations.core.models import LocalModel, as_local_model
+from infiniretri_integrations.core.progress import progress_bar
 from infiniretri_integrations.core.prompting import PromptLayout, build_layout
 from infiniretri_integrations.core.scoring import (
     content_free_scores,
@@ -190,18 +190,21 @@ class InfiniRetriEngine:
             logger.info("Skipped %d empty document(s): %s", len(skipped), skipped)
 
         lexical = _lexical_scores(sentences, question, cfg)
+        attention: dict[Sentence, float] = {}
         scorer = _PassScorer(lm, cfg, layout, layers, heads, on_forward or self.on_forward)
         cache: list[_Kept] = []
         weights: torch.Tensor | None = None
         read = 0
-        progress_bar = self._progress_bar(len(chunks))
+        bar = self._progress_bar(len(chunks))
         try:
             for index, chunk in enumerate(chunks):
                 candidates = [*(k.sentence for k in cache), *chunk]
                 context_ids = [t for s in candidates for t in s.token_ids]
                 scores, weights = scorer.score(index, context_ids, weights)
                 token_sentence = token_sentence_index([s.token_count for s in candidates])
-                cache = _fit_budget(_keep(candidates, scores, token_sentence, lexical, cfg), budget)
+                pass_lexical = lexical if cfg.fusion_stage == "pass" else {}
+                kept = _keep(candidates, scores, token_sentence, pass_lexical, cfg, attention)
+                cache = _fit_budget(kept, budget)
                 read += sum(s.token_count for s in chunk)
                 logger.debug(
                     "chunk %d/%d: %d context tokens, kept %d sentences",
@@ -210,8 +213,7 @@ class InfiniRetriEngine:
                     len(context_ids),
                     len(cache),
                 )
-                if progress_bar is not None:
-                    progress_bar.update(1)
+                bar.update(1)
                 if on_progress is not None:
                     on_progress(
                         ChunkProgress(
@@ -225,9 +227,10 @@ class InfiniRetriEngine:
                         [_retrieved(k, docs) for k in cache],
                     )
         finally:
-            if progress_bar is not None:
-                progress_bar.close()
+            bar.close()
 
+        if lexical and cfg.fusion_stage == "final":
+            cache = _fuse_final(attention, lexical, cfg, cfg.token_budget or sum(k.sentence.token_count for k in cache))
         if cfg.token_budget is not None:
             cache = _fit_budget(cache, cfg.token_budget)
         retrieved = [_retrieved(k, docs) for k in cache]
@@ -269,14 +272,8 @@ class InfiniRetriEngine:
         return min(budget, cfg.max_cache_tokens) if cfg.max_cache_tokens is not None else budget
 
     def _progress_bar(self, total: int) -> Any:
-        show = self.show_progress
-        if show is None:
-            show = total > 1 and sys.stderr.isatty()
-        if not show:
-            return None
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc="InfiniRetri", unit="chunk")
+        enabled = self.show_progress if self.show_progress is not None else (None if total > 1 else False)
+        return progress_bar(total, "InfiniRetri", enabled, unit="chunk")
 
     # ------------------------------------------------------------------ answering (core/answering.py)
     def build_answer_prompt(self, context: str, question: str, **overrides: Any) -> list[int]:
@@ -444,6 +441,7 @@ def _keep(
     token_sentence: torch.Tensor,
     lexical: Mapping[Sentence, float],
     cfg: RetrievalConfig,
+    attention: dict[Sentence, float],
 ) -> list[_Kept]:
     """One pass's selection among ``candidates`` (cache + chunk), in document order.
 
@@ -453,6 +451,7 @@ def _keep(
     until ``max(token_budget, max_cache_tokens or BUDGET_WORKING_SET_TOKENS)`` tokens.
     """
     kept, best = select_sentences(token_scores, token_sentence, cfg.top_k)
+    attention.update(zip(candidates, best.tolist(), strict=True))
     scores = best
     if lexical:
         other = torch.tensor([lexical[s] for s in candidates], dtype=torch.float64)
@@ -466,6 +465,23 @@ def _keep(
     else:
         chosen = kept.tolist()
     return [_Kept(candidates[i], float(scores[i])) for i in chosen]
+
+
+def _fuse_final(
+    attention: Mapping[Sentence, float], lexical: Mapping[Sentence, float], cfg: RetrievalConfig, budget: int
+) -> list[_Kept]:
+    """Late fusion over every sentence of the input: each sentence's attention score from the
+    last pass that scored it, fused by reciprocal rank with its lexical score; taken by fused
+    score until ``budget`` tokens, in document order."""
+    pool = list(attention)
+    fused = rank_fusion(
+        torch.tensor([attention[s] for s in pool], dtype=torch.float64),
+        torch.tensor([lexical[s] for s in pool], dtype=torch.float64),
+        cfg.fusion_weight,
+    )
+    chosen = fill_budget(fused, [s.token_count for s in pool], budget)
+    ordered = sorted(chosen, key=lambda i: (pool[i].document_index, pool[i].sentence_index))
+    return [_Kept(pool[i], float(fused[i])) for i in ordered]
 
 
 def _retrieved(kept: _Kept, docs: Sequence[SourceDocument]) -> RetrievedSentence:

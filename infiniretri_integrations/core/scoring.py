@@ -165,7 +165,9 @@ def rank_fusion(primary: torch.Tensor, secondary: torch.Tensor, weight: float = 
 
 def _ranks(scores: torch.Tensor) -> torch.Tensor:
     """``[n]`` 1-based ranks, best first; equal scores share the better rank."""
-    return (scores[None, :] > scores[:, None]).sum(dim=1).to(torch.float64) + 1.0
+    ascending = torch.sort(scores).values
+    greater = scores.numel() - torch.searchsorted(ascending, scores, right=True)
+    return greater.to(torch.float64) + 1.0
 
 
 def fill_budget(scores: Sequence[float] | torch.Tensor, sizes: Sequence[int], budget: int) -> list[int]:
