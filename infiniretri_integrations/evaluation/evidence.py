@@ -616,7 +616,7 @@ def _key_of(record: dict[str, Any]) -> str:
     return _record_key(record["dataset"], record["target_tokens"], record["method"], record["budget"], record["id"])
 
 
-FIXED_META = ("seed", "chunk_tokens", "coverage", "leval_tasks", "leval_max_answer_words", "tokenizer")
+FIXED_META = ("seed", "chunk_tokens", "coverage", "leval_max_answer_words", "tokenizer", "max_sentence_tokens")
 
 
 def run_benchmark(
@@ -1037,6 +1037,9 @@ def run(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr, flush=True)
 
     methods = _methods(args)
+    if not Path(args.data).is_dir():
+        msg = f"--data: no such folder {str(args.data)!r} (expected the shared data folder with hotpotqa/ and leval/)"
+        raise FileNotFoundError(msg)
     if args.threads:
         import torch
 
@@ -1064,7 +1067,7 @@ def run(args: argparse.Namespace) -> int:
         "engine_options": args.engine_options,
         "variants": {name: options for name, options in methods if options},
         "budget_rule": "units in score order, each added if it still fits, until none fits; document order",
-        "split": "questions shuffled once by seed, alternately calibration/test",
+        "split": "questions shuffled once by seed, alternately calibration/test (L-Eval: per task)",
     }
     data = run_benchmark(
         bench,

