@@ -32,7 +32,7 @@ from langchain_core.vectorstores import InMemoryVectorStore
 
 from infiniretri_integrations import InfiniRetriEngine, default_model
 from infiniretri_integrations.evaluation.niah import STANDARD_QUESTION, build_case, stdlib_docstrings
-from infiniretri_integrations.langchain import InfiniRetriCompressor, count_tokens
+from infiniretri_integrations.langchain import InfiniRetriCompressor
 
 
 class MiniLMEmbeddings(Embeddings):
@@ -113,7 +113,8 @@ def main() -> None:
         started = time.perf_counter()
         result = rag_chain(chosen).invoke(question)
         context = result["context"]
-        print(f"== {label}: context {count_tokens(context)} tokens (gpt-4o tiktoken), {len(context)} chars")
+        tokens = len(lm.tokenizer(context, add_special_tokens=False)["input_ids"])
+        print(f"== {label}: context {tokens} tokens (model tokenizer), {len(context)} chars")
         print(f"   answer: {result['answer']}")
         print(f"   ({time.perf_counter() - started:.1f}s)\n")
         if chosen is compressed:

@@ -5,12 +5,12 @@ adapters live in :mod:`infiniretri_integrations.langchain` and
 :mod:`infiniretri_integrations.llama_index` (installed with the matching extras).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from infiniretri_integrations.core import (
     DEFAULT_PROMPT_TEMPLATE,
     Answer,
-    AnswerStream,
     ChunkProgress,
-    InfiniRetriEngine,
     LocalModel,
     RetrievalConfig,
     RetrievalResult,
@@ -20,6 +20,20 @@ from infiniretri_integrations.core import (
     default_model,
     load_model,
 )
+
+if TYPE_CHECKING:
+    from infiniretri_integrations.core import AnswerStream, InfiniRetriEngine
+
+
+def __getattr__(name: str) -> Any:
+    """``InfiniRetriEngine`` and ``AnswerStream`` load the engine (and torch) on first use."""
+    if name in ("AnswerStream", "InfiniRetriEngine"):
+        from infiniretri_integrations.core import engine
+
+        return getattr(engine, name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
 
 __version__ = "0.1.0"
 

@@ -7,24 +7,33 @@ itself (stop conditions, repetition guard, echo stripping) is :mod:`core.generat
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from infiniretri_integrations.core.config import RetrievalConfig
 from infiniretri_integrations.core.generation import generate, stream_generate
+from infiniretri_integrations.core.models import LocalModel
 from infiniretri_integrations.core.prompting import build_layout, truncate_middle
 from infiniretri_integrations.core.types import Answer, RetrievalResult, RetrievalStats, RetrievedSentence
 
-if TYPE_CHECKING:
-    from infiniretri_integrations.core.engine import InfiniRetriEngine
+
+class AnsweringEngine(Protocol):
+    """What answering needs of an engine (``InfiniRetriEngine`` has it)."""
+
+    config: RetrievalConfig
+    max_context_tokens: int | None
+
+    @property
+    def local_model(self) -> LocalModel: ...
+
+    def build_answer_prompt(self, context: str, question: str, **overrides: Any) -> list[int]: ...
 
 
-def answer_prompt(engine: InfiniRetriEngine, context: str, question: str, **overrides: Any) -> list[int]:
-    """Token ids of the answering prompt for ``context`` and ``question`` (the context's middle
-    is cut when prompt plus answer would not fit the window)."""
-    from infiniretri_integrations.core.engine import validate_question
-
+def answer_prompt(engine: AnsweringEngine, context: str, question: str, **overrides: Any) -> list[int]:
+    """Token ids of the answering prompt for ``context`` and a validated ``question`` (the
+    context's middle is cut when prompt plus answer would not fit the window)."""
     cfg = engine.config.replace(**overrides) if overrides else engine.config
     lm = engine.local_model
-    layout = build_layout(lm.tokenizer, cfg, validate_question(question))
+    layout = build_layout(lm.tokenizer, cfg, question)
     context_ids = lm.tokenizer(context, add_special_tokens=False)["input_ids"] if context else []
     window = engine.max_context_tokens or lm.context_window
     room = window - layout.fixed_tokens - cfg.max_new_tokens
@@ -33,7 +42,7 @@ def answer_prompt(engine: InfiniRetriEngine, context: str, question: str, **over
 
 
 def answer_from(
-    engine: InfiniRetriEngine,
+    engine: AnsweringEngine,
     retrieval: RetrievalResult | str,
     question: str | None = None,
     *,
@@ -45,7 +54,7 @@ def answer_from(
     result = retrieval if isinstance(retrieval, RetrievalResult) else context_only(retrieval, question)
     question = question if question is not None else result.question
     cfg = engine.config.replace(**overrides) if overrides else engine.config
-    ids = answer_prompt(engine, result.context, question, **overrides)
+    ids = engine.build_answer_prompt(result.context, question, **overrides)
     generated = generate(engine.local_model, ids, cfg.max_new_tokens, stop=stop, generate_kwargs=generate_kwargs)
     return Answer(
         text=generated.text,
@@ -56,7 +65,7 @@ def answer_from(
 
 
 def stream_from(
-    engine: InfiniRetriEngine,
+    engine: AnsweringEngine,
     retrieval: RetrievalResult | str,
     question: str | None = None,
     *,
@@ -68,7 +77,7 @@ def stream_from(
     result = retrieval if isinstance(retrieval, RetrievalResult) else context_only(retrieval, question)
     question = question if question is not None else result.question
     cfg = engine.config.replace(**overrides) if overrides else engine.config
-    ids = answer_prompt(engine, result.context, question, **overrides)
+    ids = engine.build_answer_prompt(result.context, question, **overrides)
     return stream_generate(engine.local_model, ids, cfg.max_new_tokens, stop=stop, generate_kwargs=generate_kwargs)
 
 

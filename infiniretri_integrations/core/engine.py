@@ -278,7 +278,7 @@ class InfiniRetriEngine:
     # ------------------------------------------------------------------ answering (core/answering.py)
     def build_answer_prompt(self, context: str, question: str, **overrides: Any) -> list[int]:
         """Token ids of the answering prompt for ``context`` and ``question``."""
-        return answer_prompt(self, context, question, **overrides)
+        return answer_prompt(self, context, validate_question(question), **overrides)
 
     def answer_from(
         self,

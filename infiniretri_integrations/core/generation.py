@@ -76,10 +76,11 @@ def clean_answer(raw: str, stop: Sequence[str] = DEFAULT_STOP, *, final: bool = 
 
 def _cut(raw: str, stop: tuple[str, ...], final: bool) -> _Cut:
     text = raw.lstrip()
-    echo = _ECHO.match(text)
-    if echo is not None and (final or text[echo.end() :].strip()):
+    while (echo := _ECHO.match(text)) is not None:
+        if not final and not text[echo.end() :].strip():
+            return _Cut("", None)
         text = text[echo.end() :]
-    elif echo is not None or (not final and _could_be_echo(text)):
+    if not final and _could_be_echo(text):
         return _Cut("", None)
     end, reason = len(text), None
     repeat = _repeat_start(text)

@@ -36,7 +36,9 @@ __all__ = [
     "OPTION_ALIASES",
     "GroupBy",
     "ProgressCallback",
+    "check_device_dtype",
     "check_overrides",
+    "check_threshold",
     "closing_generator",
     "coerce_engine",
     "default_engine",
@@ -48,6 +50,7 @@ __all__ = [
     "retrieval_option_names",
     "retrieval_overrides",
     "score_scale",
+    "select_outputs",
     "sentence_span",
 ]
 
@@ -167,6 +170,8 @@ def coerce_engine(value: Any, device: Any = None, dtype: Any = None) -> InfiniRe
         ...
         TypeError: engine must be an InfiniRetriEngine, a LocalModel, a model path or None, got int: 42; wrap a transformers model and its tokenizer as LocalModel(model=..., tokenizer=...)
     """
+    if device is not None or dtype is not None:
+        check_device_dtype(device, dtype)
     if value is None:
         return None
     from infiniretri_integrations.core.engine import InfiniRetriEngine
@@ -189,6 +194,16 @@ def coerce_engine(value: Any, device: Any = None, dtype: Any = None) -> InfiniRe
         f"{value!r}; wrap a transformers model and its tokenizer as LocalModel(model=..., tokenizer=...)"
     )
     raise TypeError(msg)
+
+
+def check_device_dtype(device: Any = None, dtype: Any = None) -> None:
+    """Raise now, naming the value and the fix, if ``device``/``dtype`` cannot be used here
+    (e.g. ``device="cuda"`` on a CPU build of torch), rather than at the first query."""
+    from infiniretri_integrations.core.models import resolve_device, resolve_dtype
+
+    resolved = resolve_device(device)
+    if dtype is not None:
+        resolve_dtype(resolved, dtype)
 
 
 def resolve_engine(engine: InfiniRetriEngine | None, device: Any = None, dtype: Any = None) -> InfiniRetriEngine:
@@ -261,6 +276,41 @@ def score_scale(sentences: Sequence[RetrievedSentence]) -> Callable[[float], flo
     if top <= 0:
         return lambda score: 1.0 if top == score else 0.0
     return lambda score: max(0.0, min(1.0, score / top))
+
+
+def select_outputs(
+    sentences: Sequence[RetrievedSentence],
+    k: int | None,
+    group_by: GroupBy,
+    *,
+    normalize_scores: bool = False,
+    score_threshold: float | None = None,
+) -> tuple[list[RetrievedSentence], Callable[[float], float] | None]:
+    """The sentences behind the ``k`` best outputs scoring at least ``score_threshold`` (on the
+    reported scale), and the scale reported (``None``: raw attention scores).
+
+    Example:
+        >>> s = [RetrievedSentence("a", 2.0, 0, None, 0, 0, 1, 1), RetrievedSentence("b", 8.0, 0, None, 1, 1, 2, 1)]
+        >>> kept, scale = select_outputs(s, None, "sentence", normalize_scores=True, score_threshold=0.5)
+        >>> [x.text for x in kept], scale(8.0)
+        (['b'], 1.0)
+    """
+    scale = score_scale(sentences) if normalize_scores else None
+    kept = list(sentences)
+    if score_threshold is not None:
+        kept = [s for s in kept if (scale(s.score) if scale is not None else s.score) >= score_threshold]
+    return keep_best(kept, k, group_by), scale
+
+
+def check_threshold(value: object, normalized: bool) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        msg = f"score_threshold must be None or a number >= 0, got {value!r}"
+        raise ValueError(msg)
+    if normalized and value > 1:
+        msg = f"score_threshold must be in [0, 1] with normalize_scores=True, got {value!r}"
+        raise ValueError(msg)
 
 
 # ------------------------------------------------------------------ iterators

@@ -124,16 +124,50 @@ class LocalModel:
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` if given, else CUDA, then Apple MPS, then CPU, whichever is present."""
+    """``device`` if given, else CUDA, then Apple MPS, then CPU, whichever is present.
+
+    A device this torch build cannot use raises a ``ValueError`` naming it and the fix.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+        >>> resolve_device("gpu")
+        Traceback (most recent call last):
+        ...
+        ValueError: device='gpu' is not a torch device; use 'cpu', 'cuda', 'cuda:0', 'mps' or None (automatic)
+    """
     import torch
 
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        msg = f"device={device!r} is not a torch device; use 'cpu', 'cuda', 'cuda:0', 'mps' or None (automatic)"
+        raise ValueError(msg) from None
+    available = {
+        "cpu": lambda: True,
+        "cuda": torch.cuda.is_available,
+        "mps": lambda: getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+    }
+    check = available.get(resolved.type)
+    if check is not None and not check():
+        build = f"torch {torch.__version__}"
+        if resolved.type == "cuda" and torch.version.cuda is None:
+            fix = "this is a CPU-only build of torch: install a CUDA build (https://pytorch.org/get-started/locally/)"
+        else:
+            fix = f"no {resolved.type} device is visible to {build}"
+        msg = f"device={device!r} is not available: {fix}; or pass device='cpu' or device=None (automatic)"
+        raise ValueError(msg)
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        msg = f"device={device!r} does not exist: {count} CUDA device(s) visible; use 'cuda:0' to 'cuda:{count - 1}'"
+        raise ValueError(msg)
+    return resolved
 
 
 def cpu_supports_bf16() -> bool:

@@ -32,8 +32,7 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
 
 from infiniretri_integrations.core.integration import default_engine
 from infiniretri_integrations.langchain._reporting import PROGRESS_EVENT, SENTENCES_EVENT
-from infiniretri_integrations.langchain._tokens import count_tokens, tiktoken_encoding
-from infiniretri_integrations.langchain.compressors import InfiniRetriCompressor, fit_token_budget
+from infiniretri_integrations.langchain.compressors import InfiniRetriCompressor, as_token_counter, fit_token_budget
 from infiniretri_integrations.langchain.qa import InfiniRetriQA
 from infiniretri_integrations.langchain.retrievers import InfiniRetriRetriever
 from infiniretri_integrations.langchain.tools import create_infiniretri_tool
@@ -44,9 +43,8 @@ __all__ = [
     "InfiniRetriCompressor",
     "InfiniRetriQA",
     "InfiniRetriRetriever",
-    "count_tokens",
+    "as_token_counter",
     "create_infiniretri_tool",
     "default_engine",
     "fit_token_budget",
-    "tiktoken_encoding",
 ]

@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model, model_validator
 
 from infiniretri_integrations.core.config import RetrievalConfig
-from infiniretri_integrations.core.integration import coerce_engine, resolve_engine, retrieval_overrides
+from infiniretri_integrations.core.integration import (
+    OPTION_ALIASES,
+    coerce_engine,
+    resolve_engine,
+    retrieval_overrides,
+)
 
 if TYPE_CHECKING:
     from infiniretri_integrations.core.engine import InfiniRetriEngine
@@ -56,31 +61,75 @@ else:
 class InfiniRetriOptions(_ConfigOptions):
     """Engine and retrieval options shared by every LangChain class of this package.
 
+    Unknown keyword arguments raise (as ``FlashrankRerank`` and ``CrossEncoderReranker`` do), naming
+    the bad key and the valid ones.
+
     Attributes:
         engine: an ``InfiniRetriEngine``, a ``LocalModel`` or a model path; ``None`` (default)
             uses the shared default engine (packaged model, loaded on the first query).
+        device, dtype: where and how the model is loaded (``"cpu"``, ``"cuda"``, ``"bfloat16"``,
+            ...; ``None``: automatic), when this object loads it (no ready engine given).
         retrieval_config: a full :class:`RetrievalConfig` applied on every call; the single
             options (``chunk_size``, ``top_k``, ... every config field) override its fields.
+        tokens_per_pass: context tokens kept per forward pass (the config's ``top_k``; not the
+            number of documents returned, which is ``k``).
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
     engine: Any = None
     """The engine; ``None``: the shared default engine."""
+    device: Any = None
+    """Device to load the model on (``None``: CUDA, then MPS, then CPU)."""
+    dtype: Any = None
+    """Model dtype (``None``: bfloat16 where the device runs it natively, else float32)."""
     retrieval_config: Any = None
     """A full RetrievalConfig overriding the engine's; single options override it."""
+    tokens_per_pass: int | None = None
+    """Context tokens kept per forward pass (``RetrievalConfig.top_k``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_options(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            valid = set(cls.model_fields)
+            unknown = sorted(str(key) for key in data if key not in valid)
+            if unknown:
+                msg = f"{cls.__name__} got unknown option(s) {unknown}; valid options: {sorted(valid)}"
+                raise ValueError(msg)
+        return data
 
     @model_validator(mode="after")
     def _check_options(self) -> Any:
-        self.engine = coerce_engine(self.engine)
+        self.engine = coerce_engine(self.engine, self.device, self.dtype)
         self.retrieval_options()
         return self
 
     def get_engine(self) -> InfiniRetriEngine:
         """The engine used (the shared default engine when none was given)."""
-        return resolve_engine(self.engine)
+        return resolve_engine(self.engine, self.device, self.dtype)
 
     def retrieval_options(self) -> dict[str, Any]:
         """The per-call engine overrides (validated by :class:`RetrievalConfig`)."""
         single = {field.name: getattr(self, field.name) for field in dataclasses.fields(RetrievalConfig)}
+        single.update({alias: getattr(self, alias) for alias in OPTION_ALIASES})
         return retrieval_overrides(self.retrieval_config, single)
+
+
+class OutputOptions(BaseModel):
+    """How kept sentences become output Documents: ``normalize_scores`` reports each query's
+    scores on 0-1 (best kept sentence = 1) in ``relevance_score`` (the raw attention score stays
+    in ``attention_score``); ``score_threshold`` drops outputs scoring below it (on the reported
+    scale)."""
+
+    normalize_scores: bool = False
+    """Report ``relevance_score`` on 0-1 per query (raw scores are unbounded sums of attention)."""
+    score_threshold: float | None = None
+    """Drop sentences whose reported score is below this."""
+
+    @model_validator(mode="after")
+    def _check_outputs(self) -> Any:
+        from infiniretri_integrations.core.integration import check_threshold
+
+        check_threshold(self.score_threshold, self.normalize_scores)
+        return self

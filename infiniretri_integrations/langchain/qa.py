@@ -61,6 +61,8 @@ class InfiniRetriQA(InfiniRetriOptions, RunnableSerializable[QAInput, QAOutput])
         engine: the engine (or a ``LocalModel``); ``None``: the shared default engine.
         documents: documents bound at construction.
         with_sources: return the answer with the kept sentences and statistics.
+        stop: extra stop strings; generate_kwargs: passed to ``model.generate``.
+        device, dtype: where and how the model loads when no ready engine is given.
         retrieval_config and every RetrievalConfig field (``top_k``, ``chunk_size``,
             ``max_new_tokens``, ...): engine options, as for :class:`InfiniRetriRetriever`.
 
@@ -73,10 +75,14 @@ class InfiniRetriQA(InfiniRetriOptions, RunnableSerializable[QAInput, QAOutput])
         ...     print(piece, end="", flush=True)
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
     documents: list[Document] | None = None
     with_sources: bool = False
+    stop: list[str] | None = None
+    """Extra stop strings: the answer ends before the first one."""
+    generate_kwargs: dict[str, Any] | None = None
+    """Passed to ``model.generate`` (e.g. ``{"do_sample": True, "temperature": 0.7}``)."""
 
     @field_validator("documents", mode="before")
     @classmethod
@@ -86,6 +92,9 @@ class InfiniRetriQA(InfiniRetriOptions, RunnableSerializable[QAInput, QAOutput])
     def options(self) -> dict[str, Any]:
         """Per-call engine overrides (retrieval and generation)."""
         return self.retrieval_options()
+
+    def _generation(self) -> dict[str, Any]:
+        return {"stop": self.stop, "generate_kwargs": self.generate_kwargs}
 
     # ------------------------------------------------------------------ helpers
     def _parse(self, value: QAInput) -> tuple[str, list[Document]]:
@@ -122,7 +131,7 @@ class InfiniRetriQA(InfiniRetriOptions, RunnableSerializable[QAInput, QAOutput])
     def _invoke(self, input: QAInput, run_manager: CallbackManagerForChainRun, config: RunnableConfig) -> QAOutput:
         question, documents = self._parse(input)
         result = retrieve_and_report(self.get_engine(), documents, question, self.options(), config)  # type: ignore[arg-type]
-        answer = self.get_engine().answer_from(result, question, **self.options())
+        answer = self.get_engine().answer_from(result, question, **self._generation(), **self.options())
         return self._output(answer.text, result, documents)
 
     def stream(self, input: QAInput, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[QAOutput]:
@@ -137,7 +146,7 @@ class InfiniRetriQA(InfiniRetriOptions, RunnableSerializable[QAInput, QAOutput])
             result = retrieve_and_report(self.get_engine(), documents, question, self.options(), config)  # type: ignore[arg-type]
             if self.with_sources:
                 yield AddableDict(self._sources(result, documents))
-            for piece in self.get_engine().stream_from(result, question, **self.options()):
+            for piece in self.get_engine().stream_from(result, question, **self._generation(), **self.options()):
                 yield AddableDict(answer=piece) if self.with_sources else piece
 
     # ------------------------------------------------------------------ async
@@ -150,7 +159,9 @@ class InfiniRetriQA(InfiniRetriOptions, RunnableSerializable[QAInput, QAOutput])
     ) -> QAOutput:
         question, documents = self._parse(input)
         result = await aretrieve_and_report(self.get_engine(), documents, question, self.options(), config)  # type: ignore[arg-type]
-        answer = await asyncio.to_thread(self.get_engine().answer_from, result, question, **self.options())
+        answer = await asyncio.to_thread(
+            self.get_engine().answer_from, result, question, **self._generation(), **self.options()
+        )
         return self._output(answer.text, result, documents)
 
     async def astream(
@@ -172,6 +183,8 @@ class InfiniRetriQA(InfiniRetriOptions, RunnableSerializable[QAInput, QAOutput])
             result = await aretrieve_and_report(self.get_engine(), documents, question, self.options(), config)  # type: ignore[arg-type]
             if self.with_sources:
                 yield AddableDict(self._sources(result, documents))
-            pieces = await asyncio.to_thread(self.get_engine().stream_from, result, question, **self.options())
+            pieces = await asyncio.to_thread(
+                self.get_engine().stream_from, result, question, **self._generation(), **self.options()
+            )
             async for piece in iterate_in_thread(pieces):
                 yield AddableDict(answer=piece) if self.with_sources else piece

@@ -8,31 +8,43 @@ from typing import Any
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from infiniretri_integrations.core.integration import GroupBy, keep_best
+from infiniretri_integrations.core.integration import GroupBy, select_outputs
 from infiniretri_integrations.core.types import RetrievalResult
-from infiniretri_integrations.langchain._documents import build_documents, check_group_by, check_k
-from infiniretri_integrations.langchain._options import InfiniRetriOptions
+from infiniretri_integrations.langchain._documents import (
+    build_documents,
+    check_documents,
+    check_group_by,
+    check_k,
+)
+from infiniretri_integrations.langchain._options import InfiniRetriOptions, OutputOptions
 from infiniretri_integrations.langchain._reporting import aretrieve_and_report, retrieve_and_report, retriever_config
 
 
-class InfiniRetriRetriever(InfiniRetriOptions, BaseRetriever):
+class InfiniRetriRetriever(InfiniRetriOptions, OutputOptions, BaseRetriever):
     """Retrieve the sentences of ``docs`` that a local LM's attention from the query selects.
 
     The corpus is read chunk by chunk on every query (InfiniRetri, arXiv 2502.12962); there is no
-    index and no embedding model. Output Documents keep the source Document's ``id`` and metadata
-    and add ``relevance_score`` (attention score), ``source_index`` (position in ``docs``),
-    ``start_index``/``end_index`` (character span: ``docs[source_index].page_content[start:end]``
-    equals the sentence) and ``sentence_index``.
+    index and no embedding model. Output Documents keep the source Document's metadata and add
+    ``relevance_score``, ``attention_score``, ``source_id``, ``source_index`` (position in
+    ``docs``), ``chunk_start_index``/``chunk_end_index`` (character span:
+    ``docs[source_index].page_content[start:end]`` equals the sentence), ``start_index``/
+    ``end_index`` (the span in the original document when the source carries a ``start_index``
+    from a text splitter) and ``sentence_index``. Each output has its own deterministic id,
+    ``"{source_id}:{start}-{end}"`` (``None`` when the source has no id), so a vector store keeps
+    every one of them.
 
     ``group_by="sentence"`` (default) returns one Document per kept sentence; ``"document"``
     returns one Document per source document joining its kept sentences (in order), with the
     maximum score and every span in ``metadata["spans"]``.
 
-    ``k`` (constructor or ``invoke(query, k=...)``) caps how many Documents come back: the ``k``
-    best-scoring ones, returned in document order (source index, then position) because the kept
-    sentences read best as the text they came from. ``None`` returns everything the engine kept.
+    ``k`` (constructor or ``invoke(query, k=...)``, default 4 as ``BM25Retriever``) is how many
+    Documents come back: the ``k`` best-scoring ones, returned in document order (source index,
+    then position) because the kept sentences read best as the text they came from. ``k=None``
+    returns every sentence the engine kept (how many depends on ``tokens_per_pass``, the context
+    tokens kept per forward pass). ``normalize_scores=True`` reports scores on 0-1 per query,
+    ``score_threshold`` drops weaker outputs.
 
     Weights are not loaded at construction: ``engine=None`` uses a shared engine on the packaged
     default model, loaded on the first query. Pass one :class:`InfiniRetriEngine` to many
@@ -40,8 +52,11 @@ class InfiniRetriRetriever(InfiniRetriOptions, BaseRetriever):
 
     Args:
         docs: the corpus.
-        k: maximum Documents returned (``None``: all kept).
-        engine: the engine (or a ``LocalModel``) to use; ``None``: the shared default engine.
+        k: Documents returned (default 4; ``None``: all kept).
+        engine: the engine (or a ``LocalModel`` or model path); ``None``: the shared default engine.
+        device, dtype: where and how the model loads when no ready engine is given.
+        tokens_per_pass: context tokens kept per forward pass (``RetrievalConfig.top_k``).
+        normalize_scores, score_threshold: 0-1 scores per query; minimum score kept.
         group_by: ``"sentence"`` or ``"document"``.
         retrieval_config: a full :class:`RetrievalConfig` overriding the engine's; every config
             field (``top_k``, ``chunk_size``, ``phrase_window``, ...) is also an option of its own.
@@ -62,10 +77,15 @@ class InfiniRetriRetriever(InfiniRetriOptions, BaseRetriever):
 
     docs: list[Document] = Field(default_factory=list)
     """The corpus read on every query."""
-    k: int | None = None
-    """Maximum number of Documents returned (best scores, document order); ``None``: all kept."""
+    k: int | None = 4
+    """Number of Documents returned (best scores, document order); ``None``: all kept."""
     group_by: GroupBy = "sentence"
     """``"sentence"``: one Document per kept sentence; ``"document"``: one per source document."""
+
+    @field_validator("docs", mode="before")
+    @classmethod
+    def _check_docs(cls, value: Any) -> list[Document]:
+        return check_documents(value, "docs")
 
     @model_validator(mode="after")
     def _validate(self) -> InfiniRetriRetriever:
@@ -117,7 +137,14 @@ class InfiniRetriRetriever(InfiniRetriOptions, BaseRetriever):
     # ------------------------------------------------------------------ retrieval
     def _select(self, result: RetrievalResult, k: int | None) -> list[Document]:
         limit = check_k(k if k is not None else self.k)
-        return build_documents(keep_best(result.sentences, limit, self.group_by), self.docs, self.group_by)
+        sentences, scale = select_outputs(
+            result.sentences,
+            limit,
+            self.group_by,
+            normalize_scores=self.normalize_scores,
+            score_threshold=self.score_threshold,
+        )
+        return build_documents(sentences, self.docs, self.group_by, scale)
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None

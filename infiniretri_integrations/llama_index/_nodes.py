@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 SENTENCE_START_KEY = "sentence_start"
 SENTENCE_END_KEY = "sentence_end"
 SENTENCE_INDEX_KEY = "sentence_index"
-PROVENANCE_KEYS = (SENTENCE_START_KEY, SENTENCE_END_KEY, SENTENCE_INDEX_KEY)
+SOURCE_ID_KEY = "source_id"
+PROVENANCE_KEYS = (SENTENCE_START_KEY, SENTENCE_END_KEY, SENTENCE_INDEX_KEY, SOURCE_ID_KEY)
 
 
 def node_documents(nodes: Sequence[NodeWithScore]) -> list[SourceDocument]:
@@ -43,7 +44,9 @@ def sentence_node(sentence: RetrievedSentence, parent: NodeWithScore) -> NodeWit
 
     The text is the sentence without surrounding whitespace; ``metadata`` is the parent's plus
     ``sentence_start``/``sentence_end`` (so ``parent_text[start:end] == node.text``) and
-    ``sentence_index``; those three keys are hidden from the LLM and embedding views.
+    ``sentence_index`` and ``source_id`` (the parent's id); those keys are hidden from the LLM and
+    embedding views. The node id is ``"{parent_id}:{start}-{end}"``: deterministic and unique per
+    span, the rule the LangChain Documents follow too.
     """
     text, start, end = sentence_span(sentence)
     parent_node = parent.node
@@ -52,6 +55,7 @@ def sentence_node(sentence: RetrievedSentence, parent: NodeWithScore) -> NodeWit
         SENTENCE_START_KEY: start,
         SENTENCE_END_KEY: end,
         SENTENCE_INDEX_KEY: sentence.sentence_index,
+        SOURCE_ID_KEY: parent_node.node_id,
     }
     excluded_llm = [*getattr(parent_node, "excluded_llm_metadata_keys", []), *PROVENANCE_KEYS]
     excluded_embed = [*getattr(parent_node, "excluded_embed_metadata_keys", []), *PROVENANCE_KEYS]

@@ -50,6 +50,13 @@ class InfiniRetriLLM(CustomLLM):
             ``RetrievalConfig.max_new_tokens``.
         context_window: override of the model's window (default: from its config).
         use_chat_template: ``None``: use the tokenizer's chat template when it has one.
+        stop: extra stop strings; generate_kwargs: passed to ``model.generate`` (sampling, ...);
+            both can also be given per call (``llm.complete(prompt, stop=[...])``).
+        device, dtype: where and how the model loads (``None``: automatic) when no ready model
+            or engine is given.
+
+    Serialization: ``InfiniRetriLLM.from_json(llm.to_json())`` rebuilds the settings; the model
+    itself is not serialized (the copy uses the default model, or pass ``model=`` again).
 
     Example:
         >>> llm = InfiniRetriLLM(max_new_tokens=64)
@@ -62,6 +69,10 @@ class InfiniRetriLLM(CustomLLM):
     max_new_tokens: int | None = Field(default=None, gt=0, description="Tokens to generate at most (None: engine's).")
     context_window: int | None = Field(default=None, gt=0, description="Model window override (None: the model's).")
     use_chat_template: bool | None = Field(default=None, description="Wrap prompts in the chat template.")
+    stop: list[str] | None = Field(default=None, description="Extra stop strings (the answer ends before them).")
+    generate_kwargs: dict[str, Any] = Field(default_factory=dict, description="Passed to model.generate.")
+    device: str | None = Field(default=None, description="Device to load the model on (None: automatic).")
+    dtype: str | None = Field(default=None, description="Model dtype (None: automatic).")
 
     _engine: InfiniRetriEngine | None = PrivateAttr(default=None)
 
@@ -71,7 +82,7 @@ class InfiniRetriLLM(CustomLLM):
             from infiniretri_integrations.core.models import LocalModel
 
             model = LocalModel(model=model, tokenizer=tokenizer)
-        self._engine = coerce_engine(model)
+        self._engine = coerce_engine(model, self.device, self.dtype)
 
     @classmethod
     def class_name(cls) -> str:
@@ -80,7 +91,7 @@ class InfiniRetriLLM(CustomLLM):
     @property
     def engine(self) -> InfiniRetriEngine:
         """The engine whose model answers (the shared default engine when none was given)."""
-        return resolve_engine(self._engine)
+        return resolve_engine(self._engine, self.device, self.dtype)
 
     @property
     def local_model(self) -> LocalModel:
@@ -123,19 +134,27 @@ class InfiniRetriLLM(CustomLLM):
         room = (self.context_window or self.local_model.context_window) - max_new_tokens
         return truncate_middle(ids, room, "prompt")
 
+    def _generation(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Stop strings and ``generate`` arguments: the instance's, then the call's."""
+        stop = [*(self.stop or []), *(kwargs.get("stop") or [])]
+        return {
+            "stop": stop or None,
+            "generate_kwargs": {**self.generate_kwargs, **(kwargs.get("generate_kwargs") or {})},
+        }
+
     # ------------------------------------------------------------------ completion
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         max_new_tokens = kwargs.get("max_new_tokens") or self.answer_tokens
         ids = self._prompt_ids(prompt, formatted, max_new_tokens)
-        generated = generate(self.local_model, ids, max_new_tokens)
+        generated = generate(self.local_model, ids, max_new_tokens, **self._generation(kwargs))
         return CompletionResponse(text=generated.text, raw={"tokens": generated.tokens, "seconds": generated.seconds})
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
         max_new_tokens = kwargs.get("max_new_tokens") or self.answer_tokens
         ids = self._prompt_ids(prompt, formatted, max_new_tokens)
-        pieces = stream_generate(self.local_model, ids, max_new_tokens)
+        pieces = stream_generate(self.local_model, ids, max_new_tokens, **self._generation(kwargs))
 
         def gen() -> CompletionResponseGen:
             text = ""

@@ -12,7 +12,13 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
-from infiniretri_integrations.core.integration import check_overrides, coerce_engine, keep_best, resolve_engine
+from infiniretri_integrations.core.integration import (
+    check_overrides,
+    check_threshold,
+    coerce_engine,
+    resolve_engine,
+    select_outputs,
+)
 from infiniretri_integrations.core.types import RetrievedSentence
 from infiniretri_integrations.llama_index._nodes import node_documents, sentence_node
 
@@ -41,8 +47,16 @@ class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
         top_n: keep at most this many results (highest scores); ``None`` keeps all.
         order: for ``mode="sentences"``: ``"document"`` (reading order, best as LLM context) or
             ``"score"`` (best first, like rerankers).
+        normalize_scores: report scores on 0-1 per query (the best kept sentence scores 1).
+        score_threshold: drop results whose (reported) score is below this.
+        device, dtype: where and how the model loads when no ready engine is given.
+        tokens_per_pass: context tokens kept per forward pass (``RetrievalConfig.top_k``; not
+            the number of nodes returned, which is ``top_n``).
         **options: :class:`~infiniretri_integrations.RetrievalConfig` overrides for every call
             (``top_k``, ``chunk_size``, ...).
+
+    Serialization: ``InfiniRetriNodePostprocessor.from_json(pp.to_json())`` rebuilds the settings
+    (not the engine: pass ``engine=`` again to share one).
 
     Example:
         >>> from llama_index.core import Document, SummaryIndex  # doctest: +SKIP
@@ -57,6 +71,10 @@ class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
     mode: Literal["sentences", "parents"] = Field(default="sentences", description="'sentences' or 'parents'.")
     top_n: int | None = Field(default=None, description="Return at most this many nodes (None: all).")
     order: Literal["document", "score"] = Field(default="document", description="Order of sentence nodes.")
+    normalize_scores: bool = Field(default=False, description="Scores on 0-1 per query (best kept sentence = 1).")
+    score_threshold: float | None = Field(default=None, description="Drop results scoring below this.")
+    device: str | None = Field(default=None, description="Device to load the model on (None: automatic).")
+    dtype: str | None = Field(default=None, description="Model dtype (None: automatic).")
     retrieval_options: dict[str, Any] = Field(default_factory=dict, description="RetrievalConfig overrides.")
 
     _engine: InfiniRetriEngine | None = PrivateAttr(default=None)
@@ -68,6 +86,10 @@ class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
         mode: Literal["sentences", "parents"] = "sentences",
         top_n: int | None = None,
         order: Literal["document", "score"] = "document",
+        normalize_scores: bool = False,
+        score_threshold: float | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
         **options: Any,
     ) -> None:
         if mode not in _MODES:
@@ -82,10 +104,19 @@ class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
         callback_manager = options.pop("callback_manager", None)
         extra = {"callback_manager": callback_manager} if callback_manager is not None else {}
         options = {**(options.pop("retrieval_options", None) or {}), **options}
+        check_threshold(score_threshold, normalize_scores)
         super().__init__(  # type: ignore[call-arg]  # pydantic fields
-            mode=mode, top_n=top_n, order=order, retrieval_options=check_overrides(options), **extra
+            mode=mode,
+            top_n=top_n,
+            order=order,
+            normalize_scores=normalize_scores,
+            score_threshold=score_threshold,
+            device=device,
+            dtype=dtype,
+            retrieval_options=check_overrides(options),
+            **extra,
         )
-        self._engine = coerce_engine(engine)
+        self._engine = coerce_engine(engine, device, dtype)
 
     @classmethod
     def class_name(cls) -> str:
@@ -94,7 +125,7 @@ class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
     @property
     def engine(self) -> InfiniRetriEngine:
         """The engine doing the retrieval (the shared default engine when none was given)."""
-        return resolve_engine(self._engine)
+        return resolve_engine(self._engine, self.device, self.dtype)
 
     def _model_name(self) -> str:
         return self.engine.local_model.name if self.engine.model_loaded else "infiniretri"
@@ -125,8 +156,16 @@ class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
             },
         ) as event:
             retrieval = self.engine.retrieve(node_documents(nodes), query_bundle.query_str, **self.retrieval_options)
-            kept = retrieval.sentences
+            kept, scale = select_outputs(
+                retrieval.sentences,
+                self.top_n,
+                "document" if self.mode == "parents" else "sentence",
+                normalize_scores=self.normalize_scores,
+                score_threshold=self.score_threshold,
+            )
             result = self._parents(nodes, kept) if self.mode == "parents" else self._sentences(nodes, kept)
+            if scale is not None:
+                result = [NodeWithScore(node=n.node, score=scale(n.score or 0.0)) for n in result]
             event.on_end(payload={EventPayload.NODES: result})
         dispatcher.event(ReRankEndEvent(nodes=result))
         return result
@@ -140,14 +179,14 @@ class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
         return await asyncio.to_thread(self._postprocess_nodes, nodes, query_bundle)
 
     def _sentences(self, nodes: list[NodeWithScore], kept: list[RetrievedSentence]) -> list[NodeWithScore]:
-        sentences = [sentence_node(s, nodes[s.document_index]) for s in keep_best(kept, self.top_n, "sentence")]
+        sentences = [sentence_node(s, nodes[s.document_index]) for s in kept]
         if self.order == "score":
             sentences = sorted(sentences, key=lambda n: -(n.score or 0.0))
         return sentences
 
     def _parents(self, nodes: list[NodeWithScore], kept: list[RetrievedSentence]) -> list[NodeWithScore]:
         best: dict[int, float] = {}
-        for sentence in keep_best(kept, self.top_n, "document"):
+        for sentence in kept:
             best[sentence.document_index] = max(best.get(sentence.document_index, float("-inf")), sentence.score)
         parents = [NodeWithScore(node=nodes[index].node, score=score) for index, score in sorted(best.items())]
         parents.sort(key=lambda n: -(n.score or 0.0))

@@ -47,6 +47,8 @@ class InfiniRetriSynthesizer(BaseSynthesizer):
             reference prompt; never a network model.
         streaming: return a streaming response (real token streaming with the local model).
         text_qa_template, refine_template: prompts for the ``llm`` path.
+        stop, generate_kwargs: extra stop strings and ``model.generate`` arguments (local model).
+        device, dtype: where and how the model loads when no ready engine is given.
         callback_manager: LlamaIndex callback manager.
         **options: :class:`~infiniretri_integrations.RetrievalConfig` overrides (``top_k``,
             ``chunk_size``, ``max_new_tokens``, ...) for every call.
@@ -69,17 +71,25 @@ class InfiniRetriSynthesizer(BaseSynthesizer):
         text_qa_template: BasePromptTemplate | None = None,
         refine_template: BasePromptTemplate | None = None,
         callback_manager: CallbackManager | None = None,
+        stop: list[str] | None = None,
+        generate_kwargs: dict[str, Any] | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
         **options: Any,
     ) -> None:
         if llm is not None and not isinstance(llm, LLM):
             msg = f"llm must be a LlamaIndex LLM or None (use the local model), got {type(llm).__name__}: {llm!r}"
             raise TypeError(msg)
-        self._engine = resolve_engine(coerce_engine(engine))
+        self._engine = resolve_engine(coerce_engine(engine, device, dtype), device, dtype)
         self._options = check_overrides(options)
+        self._generation_options: dict[str, Any] = {"stop": stop, "generate_kwargs": generate_kwargs}
         self._external: CompactAndRefine | None = None
         if llm is None:
             local = InfiniRetriLLM(
-                self._engine, max_new_tokens=self._engine.config.replace(**self._options).max_new_tokens
+                self._engine,
+                max_new_tokens=self._engine.config.replace(**self._options).max_new_tokens,
+                stop=stop,
+                generate_kwargs=generate_kwargs or {},
             )
             # explicit prompt helpers: the base class would otherwise load the model to read its window
             super().__init__(
@@ -161,8 +171,10 @@ class InfiniRetriSynthesizer(BaseSynthesizer):
         if self._external is not None:
             return self._external.get_response(query_str, _grouped(retrieval), **response_kwargs)
         if self._streaming:
-            return closing_generator(self._engine.stream_from(retrieval, query_str, **self._options))
-        return self._engine.answer_from(retrieval, query_str, **self._options).text
+            return closing_generator(
+                self._engine.stream_from(retrieval, query_str, **self._generation_options, **self._options)
+            )
+        return self._engine.answer_from(retrieval, query_str, **self._generation_options, **self._options).text
 
     async def aget_response(
         self, query_str: str, text_chunks: Sequence[str], **response_kwargs: Any
@@ -176,8 +188,12 @@ class InfiniRetriSynthesizer(BaseSynthesizer):
         if self._external is not None:
             return await self._external.aget_response(query_str, _grouped(retrieval), **response_kwargs)
         if self._streaming:
-            return iterate_in_thread(self._engine.stream_from(retrieval, query_str, **self._options))
-        answer = await asyncio.to_thread(self._engine.answer_from, retrieval, query_str, **self._options)
+            return iterate_in_thread(
+                self._engine.stream_from(retrieval, query_str, **self._generation_options, **self._options)
+            )
+        answer = await asyncio.to_thread(
+            self._engine.answer_from, retrieval, query_str, **self._generation_options, **self._options
+        )
         return answer.text
 
 
