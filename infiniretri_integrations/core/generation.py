@@ -91,9 +91,34 @@ def _cut(raw: str, stop: tuple[str, ...], final: bool) -> _Cut:
         if string and 0 <= at < end:
             end, reason = at, "stop"
     if final or reason is not None:
-        return _Cut(text[:end].rstrip(), reason)
-    hold = min(_stop_hold(text, stop), _repeat_hold(text))
+        return _Cut(_strip_trailing_echo(text[:end]).rstrip(), reason)
+    hold = min(_stop_hold(text, stop), _repeat_hold(text), _echo_hold(text))
     return _Cut(text[: min(end, hold)].rstrip(), None)
+
+
+def _last_segment_start(text: str) -> int:
+    """Where the text after the last line break or sentence end begins."""
+    return max(text.rfind(mark) + 1 for mark in "\n.!?")
+
+
+def _strip_trailing_echo(text: str) -> str:
+    """``text`` without an echo prefix left dangling at its end (``"Rome.\n\nThe answer is:"``)."""
+    while text.strip():
+        start = _last_segment_start(text.rstrip())
+        echo = _ECHO.fullmatch(text[start:])
+        if echo is None or start == 0:
+            break
+        text = text[:start]
+    return text
+
+
+def _echo_hold(text: str) -> int:
+    """Where a trailing segment that may still become a dangling echo begins."""
+    start = _last_segment_start(text)
+    segment = text[start:]
+    if segment.strip() and (_could_be_echo(segment) or _ECHO.fullmatch(segment)):
+        return start
+    return len(text)
 
 
 def _could_be_echo(text: str) -> bool:

@@ -39,7 +39,6 @@ TEXTS = [
 DOCS = [Document(page_content=text, id=f"doc-{i}", metadata={"n": i}) for i, text in enumerate(TEXTS)]
 
 
-
 _ENGINE: dict[str, InfiniRetriEngine] = {}
 
 

@@ -48,7 +48,6 @@ def needle_documents(haystack: str, tokenizer, tokens: int = 600) -> tuple[list[
     return docs, case.question
 
 
-
 @pytest.fixture(scope="module")
 def needle(real_lm, stdlib_haystack):
     return needle_documents(stdlib_haystack, real_lm.tokenizer)

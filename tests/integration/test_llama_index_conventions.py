@@ -124,6 +124,7 @@ def test_device_errors_name_the_value_and_the_fix() -> None:
     ):
         with pytest.raises(ValueError, match=r"device='cuda' is not available.*CPU-only build"):
             build()
-    assert InfiniRetriLLM(device="cpu", dtype="float32").engine is InfiniRetriSynthesizer(
-        device="cpu", dtype="float32"
-    ).engine
+    assert (
+        InfiniRetriLLM(device="cpu", dtype="float32").engine
+        is InfiniRetriSynthesizer(device="cpu", dtype="float32").engine
+    )

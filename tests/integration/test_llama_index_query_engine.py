@@ -24,7 +24,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 OPTIONS = {"chunk_size": 256, "top_k": 12, "max_new_tokens": 24}
 
 
-
 @pytest.fixture(scope="module")
 def needle(real_lm, stdlib_haystack):
     case = build_case(stdlib_haystack, real_lm.tokenizer, 500, 40)

@@ -28,7 +28,9 @@ from infiniretri_integrations.core.types import RetrievedSentence
         ("Rome. Rome. Rome. Rome. Rome. Rome. Rome. Rome. Rome. Rome.", "Rome.", "repetition"),
         ("The answer is Rome.", "The answer is Rome.", None),  # no colon: a sentence, not an echo
         ("Rome.\nQuestion: and Paris?", "Rome.", "stop"),
-        ("Rome.<|im_end|>", "Rome.<|im_end|>", None),  # special tokens are removed at decode time
+        ("Rome.<|im_end|>", "Rome.<|im_end|>", None),
+        ("Eat a sandwich in Dolores Park.\n\nThe answer is:", "Eat a sandwich in Dolores Park.", None),
+        ("Rome. Answer: it is Rome.", "Rome. Answer: it is Rome.", None),  # an echo followed by text stays  # special tokens are removed at decode time
     ],
 )
 def test_clean_answer(raw: str, expected: str, reason: str | None) -> None:
@@ -69,6 +71,8 @@ def _stream(raw: str, stop: tuple[str, ...]) -> str:
         "Rome, Italy.\n\nQuestion:\n\nWhere does Alice live?\n\nAnswer: Paris.",
         "The answ",
         "Rome\nQuest",
+        "The best thing to do is eat a sandwich.\n\nThe answer is:",
+        "Eat a sandwich. Answer: in Dolores Park. The answer is: sit there.",
     ],
 )
 def test_streamed_text_is_the_blocking_text(raw: str) -> None:
