@@ -209,6 +209,8 @@ def locate_pieces(kept: str, text: str) -> list[Span]:
     Example:
         >>> locate_pieces("B c. D!", "A. B  c. C. D!")
         [(3, 8), (12, 14)]
+        >>> locate_pieces("A.D!", "A. B  c. C. D!")
+        [(0, 2), (12, 14)]
     """
     from infiniretri_integrations.core.segmentation import sentence_spans
 
@@ -216,15 +218,18 @@ def locate_pieces(kept: str, text: str) -> list[Span]:
     cursor = 0
     for start, end in sentence_spans(kept):
         piece = kept[start:end].strip()
-        if not piece:
-            continue
-        found = _find(piece, text, cursor)
-        if found is None:
-            found = _find(piece, text, 0)
-        if found is not None:
-            spans.append(found)
-            cursor = found[1]
+        found = _find(piece, text, cursor) or _find(piece, text, 0) if piece else None
+        # pieces glued without a space ("...in 1952.Passage 7:") are looked up part by part
+        parts = [piece] if found is not None else [p for p in _GLUED.split(piece) if p.strip()]
+        for part in parts:
+            found = _find(part.strip(), text, cursor) or _find(part.strip(), text, 0)
+            if found is not None:
+                spans.append(found)
+                cursor = found[1]
     return spans
+
+
+_GLUED = re.compile(r"(?<=[.!?])(?=[^\s.!?])")
 
 
 def _find(piece: str, text: str, start: int) -> Span | None:
@@ -962,7 +967,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         type=_positive,
         help="run the (slow) authors' package on the first N HotpotQA-long questions at the shortest length",
     )
-    parser.add_argument("--reader", action="store_true", help="also answer with the packaged model (reader F1)")
+    parser.add_argument(
+        "--reader",
+        action="store_true",
+        help="reader F1: the packaged model answers from each kept text (records of the chosen methods without one, "
+        "resumed ones included)",
+    )
     parser.add_argument("--max-new-tokens", type=_positive, default=32, help="reader answer length (default 32)")
     parser.add_argument("--model", metavar="PATH", help="reader/tokenizer model (default: packaged SmolLM2-135M)")
     parser.add_argument("--resamples", type=_positive, default=RESAMPLES, help="bootstrap resamples (default 2000)")

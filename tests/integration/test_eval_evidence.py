@@ -78,11 +78,20 @@ def test_evidence_cli_end_to_end(shared_data: Path, model_installed: None, tmp_p
         str(table),
         "--plot",
         str(figure),
+        "--reader",
+        "--max-new-tokens",
+        "8",
     )
     assert second.returncode == 0, second.stderr[-3000:]
     assert "hotpotqa-long 4K" not in second.stderr  # nothing recomputed for the finished questions
     after = records_of(out)
-    assert after[: len(records)] == records
+    reader_fields = {"f1", "prediction"}
+    assert [{k: v for k, v in r.items() if k not in reader_fields} for r in after[: len(records)]] == records
+    # --reader answers every record of the run's methods without an F1, resumed ones included
+    answered = [r for r in after if r["method"] != "infiniretri"]
+    assert len(answered) == 8
+    assert all(0.0 <= r["f1"] <= 1.0 and isinstance(r["prediction"], str) for r in answered)
+    assert all("f1" not in r for r in after if r["method"] == "infiniretri")
     leval = [r for r in after if r["dataset"] == "leval"]
     assert len(leval) == 4 and {r["task"] for r in leval} == {"scientific_qa"}
     assert all(r["answer_recall"] in (0.0, 1.0) and r["supporting_recall"] is None for r in leval)
@@ -91,6 +100,7 @@ def test_evidence_cli_end_to_end(shared_data: Path, model_installed: None, tmp_p
     assert "| hotpotqa-long 4K | infiniretri | 256 | 1 |" in text
     assert "| leval | bm25_sentences | 256 |" in text
     assert figure.stat().st_size > 5000
+    assert "reader F1" in text.splitlines()[2]
 
 
 def test_evidence_cli_bad_input(tmp_path: Path) -> None:

@@ -262,6 +262,8 @@ def test_locate_pieces_survives_whitespace_changes() -> None:
     text = "A. B  c. C. D , e!"
     assert locate_pieces("B c. D, e!", text) == [(3, 8), (12, 18)]
     assert locate_pieces("Z.", text) == []
+    # the reference glues kept sentences together without a space
+    assert locate_pieces("A.C. D , e!", text) == [(0, 2), (9, 11), (12, 18)]
 
 
 def test_reference_kept_text_and_variants() -> None:
