@@ -332,7 +332,8 @@ def leval_samples(
     size, nor the length cap); then
     documents over ``max_document_tokens`` are dropped and questions are taken from the tasks in
     turn, each in its seeded order, until ``questions`` are taken (a task with fewer leaves its
-    share to the others).
+    share to the others). ``split`` then keeps one half of that selection, so a half's questions
+    are the same whichever split a run asks for.
     """
     root = Path(folder)
     pools: dict[str, list[tuple[str, str, str, int]]] = {}
@@ -363,8 +364,6 @@ def leval_samples(
         ordered = [by_id[i] for i in split_order(list(by_id), seed)]
         kept = []
         for item in ordered:
-            if split != "all" and halves[item[0]] != split:
-                continue
             key = (task, item[3])
             if key not in lengths:
                 lengths[key] = len(tokenizer(documents[key], add_special_tokens=False)["input_ids"])
@@ -388,4 +387,4 @@ def leval_samples(
                         input_tokens=lengths[(task, line_number)],
                     )
                 )
-    return taken
+    return [sample for sample in taken if split == "all" or sample.half == split]

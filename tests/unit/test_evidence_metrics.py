@@ -253,8 +253,16 @@ def test_leval_selection(tmp_path: Path) -> None:
     assert "task-1-0" in {s.id for s in everything}
     halves = {s.id: s.half for s in everything}
     assert all(halves[s.id] == s.half for s in samples)  # the cap does not move a question's half
-    only_test = leval_samples(tmp_path, words, seed=0, tasks=["task"], questions=10, split="test")
-    assert all(s.half == "test" for s in only_test)
+    only_test = leval_samples(
+        tmp_path, words, seed=0, tasks=["task"], questions=10, max_document_tokens=100, split="test"
+    )
+    assert [s.id for s in only_test] == [s.id for s in samples if s.half == "test"]
+    only_calibration = leval_samples(
+        tmp_path, words, seed=0, tasks=["task"], questions=10, max_document_tokens=100, split="calibration"
+    )
+    assert sorted(s.id for s in only_test + only_calibration) == sorted(s.id for s in samples)
+    one = leval_samples(tmp_path, words, seed=0, tasks=["task"], questions=1, max_document_tokens=100)
+    assert len(one) == 1 and one[0].id in {s.id for s in samples}
 
 
 # --------------------------------------------------------------------------------- helpers
