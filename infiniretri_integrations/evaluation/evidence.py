@@ -856,9 +856,11 @@ def plot(data: dict[str, Any], path: str | Path, half: str = "test", seed: int =
     for axis, setting in zip(axes[0], settings, strict=True):
         metric = "supporting_recall" if setting.startswith("hotpotqa") else "answer_recall"
         here = [r for r in rows if r["setting"] == setting and r[metric] is not None]
-        for method in dict.fromkeys(r["method"] for r in here):
+        methods = list(dict.fromkeys(r["method"] for r in here))
+        for number, method in enumerate(methods):
             points = sorted((r["budget"], r[metric]) for r in here if r["method"] == method)
-            xs = [b for b, _ in points]
+            dodge = 2 ** (0.035 * (number - (len(methods) - 1) / 2))  # side by side, so the CI bars stay apart
+            xs = [b * dodge for b, _ in points]
             means = [v["mean"] for _, v in points]
             errors = [[v["mean"] - v["ci"][0] for _, v in points], [v["ci"][1] - v["mean"] for _, v in points]]
             axis.errorbar(xs, means, yerr=errors, marker="o", capsize=3, label=method)
