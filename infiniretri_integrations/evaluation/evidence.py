@@ -621,7 +621,16 @@ def _key_of(record: dict[str, Any]) -> str:
     return _record_key(record["dataset"], record["target_tokens"], record["method"], record["budget"], record["id"])
 
 
-FIXED_META = ("seed", "chunk_tokens", "coverage", "leval_max_answer_words", "tokenizer", "max_sentence_tokens")
+FIXED_META = (
+    "seed",
+    "chunk_tokens",
+    "coverage",
+    "leval_max_answer_words",
+    "tokenizer",
+    "max_sentence_tokens",
+    "engine_options",
+)
+"""Settings every record of one results file must share (a run with others is refused)."""
 
 
 def run_benchmark(
@@ -652,7 +661,21 @@ def run_benchmark(
         detail = ", ".join(f"{k}: file {old[k]!r} vs now {meta[k]!r}" for k in clashes)
         msg = f"{str(path)!r} holds records made with other settings ({detail}); use another --out"
         raise ValueError(msg)
-    data["meta"] = {**old, **meta, "budgets": sorted(set(old.get("budgets", [])) | set(budgets))}
+    variants = dict(old.get("variants", {}))
+    for name, options in (meta.get("variants") or {}).items():
+        if name in variants and variants[name] != options and data[RESULTS_KEY]:
+            msg = (
+                f"{str(path)!r} has variant {name} with options {variants[name]!r}, now {options!r}; "
+                "give the new options another name"
+            )
+            raise ValueError(msg)
+        variants[name] = options
+    data["meta"] = {
+        **old,
+        **meta,
+        "variants": variants,
+        "budgets": sorted(set(old.get("budgets", [])) | set(budgets)),
+    }
     skipped: dict[str, str] = dict(data["meta"].get("skipped_methods", {}))
     index = {_key_of(r): r for r in data[RESULTS_KEY]}
     say = log or (lambda _line: None)
@@ -829,13 +852,113 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def report(data: dict[str, Any], resamples: int = RESAMPLES, seed: int = DEFAULT_SEED) -> str:
-    """The test-half table (the result), then the calibration-half table, labelled."""
+def primary_metric(setting: str) -> str:
+    """The headline metric of a setting: supporting recall on HotpotQA-long, answer recall else."""
+    return "supporting_recall" if setting.startswith("hotpotqa") else "answer_recall"
+
+
+def compact_tables(rows: Sequence[dict[str, Any]]) -> str:
+    """Per setting, its headline metric as method rows x budget columns (mean [95% CI])."""
     parts = []
-    for half, title in (("test", "Test half (the result)"), ("calibration", "Calibration half (for tuning only)")):
-        rows = summarize(data, half, resamples, seed)
-        if rows:
-            parts.append(f"### {title}\n\n{markdown_table(rows)}")
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        metric = primary_metric(setting)
+        here = [r for r in rows if r["setting"] == setting and r[metric] is not None]
+        budgets = sorted({r["budget"] for r in here}, key=lambda b: math.inf if b is None else b)
+        if not here:
+            continue
+        n = max(r[metric]["n"] for r in here)
+        lines = [
+            f"**{setting}**, {metric.replace('_', ' ')} (n = {n})",
+            "",
+            "| method | " + " | ".join("as kept" if b is None else str(b) for b in budgets) + " |",
+            "|---|" + "---|" * len(budgets),
+        ]
+        for method in dict.fromkeys(r["method"] for r in here):
+            cells = {r["budget"]: _cell(r[metric]) for r in here if r["method"] == method}
+            lines.append(f"| {method} | " + " | ".join(cells.get(b, "") for b in budgets) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def paired_differences(
+    data: dict[str, Any],
+    baseline: str,
+    half: str = "test",
+    resamples: int = RESAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> list[dict[str, Any]]:
+    """Per (setting, method, budget): the mean per-question difference of the headline metric
+    from ``baseline`` at the same budget, over the questions both have, with a paired bootstrap
+    95% CI (a CI excluding 0 is a difference the sample supports)."""
+    values: dict[tuple[str, str, int | None], dict[str, float]] = {}
+    for record in data[RESULTS_KEY]:
+        value = record.get(primary_metric(record["setting"]))
+        if (half == "all" or record["half"] == half) and value is not None:
+            values.setdefault((record["setting"], record["method"], record["budget"]), {})[record["id"]] = float(value)
+    rows = []
+    for (setting, method, budget), by_id in sorted(values.items(), key=lambda kv: _row_order(*kv[0])):
+        reference = values.get((setting, baseline, budget))
+        if method == baseline or not reference:
+            continue
+        shared = sorted(set(by_id) & set(reference))
+        if not shared:
+            continue
+        differences = [by_id[i] - reference[i] for i in shared]
+        rows.append(
+            {
+                "setting": setting,
+                "method": method,
+                "budget": budget,
+                "n": len(shared),
+                "difference": sum(differences) / len(differences),
+                "ci": bootstrap_ci(differences, resamples, seed),
+            }
+        )
+    return rows
+
+
+def paired_table(rows: Sequence[dict[str, Any]], baseline: str) -> str:
+    """The paired differences as method rows x budget columns per setting."""
+    parts = []
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        here = [r for r in rows if r["setting"] == setting]
+        budgets = sorted({r["budget"] for r in here})
+        lines = [
+            f"**{setting}**, {primary_metric(setting).replace('_', ' ')} minus {baseline} "
+            f"(paired, n = {max(r['n'] for r in here)})",
+            "",
+            "| method | " + " | ".join(str(b) for b in budgets) + " |",
+            "|---|" + "---|" * len(budgets),
+        ]
+        for method in dict.fromkeys(r["method"] for r in here):
+            cells = {
+                r["budget"]: f"{r['difference']:+.2f} [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]"
+                for r in here
+                if r["method"] == method
+            }
+            lines.append(f"| {method} | " + " | ".join(cells.get(b, "") for b in budgets) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def report(
+    data: dict[str, Any], resamples: int = RESAMPLES, seed: int = DEFAULT_SEED, baseline: str = "bm25_sentences"
+) -> str:
+    """The test half (the result): headline tables, paired differences from ``baseline``, the full
+    table; then the calibration half's full table, labelled."""
+    parts = []
+    test_rows = summarize(data, "test", resamples, seed)
+    if test_rows:
+        parts.append(
+            f"### Test half (the result)\n\n{compact_tables([r for r in test_rows if r['budget'] is not None])}"
+        )
+        paired = paired_differences(data, baseline, "test", resamples, seed)
+        if paired:
+            parts.append(f"#### Paired differences from {baseline} (test half)\n\n{paired_table(paired, baseline)}")
+        parts.append(f"#### All metrics (test half)\n\n{markdown_table(test_rows)}")
+    calibration_rows = summarize(data, "calibration", resamples, seed)
+    if calibration_rows:
+        parts.append(f"### Calibration half (for tuning only)\n\n{markdown_table(calibration_rows)}")
     return "\n\n".join(parts) if parts else "(no records)"
 
 
@@ -854,7 +977,7 @@ def plot(data: dict[str, Any], path: str | Path, half: str = "test", seed: int =
         raise ValueError(msg)
     figure, axes = plt.subplots(1, len(settings), figsize=(4.6 * len(settings), 4.2), squeeze=False, sharey=True)
     for axis, setting in zip(axes[0], settings, strict=True):
-        metric = "supporting_recall" if setting.startswith("hotpotqa") else "answer_recall"
+        metric = primary_metric(setting)
         here = [r for r in rows if r["setting"] == setting and r[metric] is not None]
         methods = list(dict.fromkeys(r["method"] for r in here))
         for number, method in enumerate(methods):
@@ -977,6 +1100,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-new-tokens", type=_positive, default=32, help="reader answer length (default 32)")
     parser.add_argument("--model", metavar="PATH", help="reader/tokenizer model (default: packaged SmolLM2-135M)")
+    parser.add_argument(
+        "--baseline",
+        default="bm25_sentences",
+        help="method the paired differences are taken from (default bm25_sentences)",
+    )
     parser.add_argument("--resamples", type=_positive, default=RESAMPLES, help="bootstrap resamples (default 2000)")
     parser.add_argument("--out", default="evidence_results.json", help="results JSON (finished records are skipped)")
     parser.add_argument("--table", metavar="PATH.md", help="write the markdown tables here")
@@ -1092,7 +1220,7 @@ def run(args: argparse.Namespace) -> int:
         reader=args.reader,
         log=log,
     )
-    text = report(data, args.resamples, args.seed)
+    text = report(data, args.resamples, args.seed, args.baseline)
     print(text)
     if data["meta"].get("skipped_methods"):
         print(f"\nskipped: {data['meta']['skipped_methods']}")

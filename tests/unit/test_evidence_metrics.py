@@ -19,6 +19,7 @@ from infiniretri_integrations.evaluation.evidence import (
     kept_text,
     locate_pieces,
     merge_spans,
+    paired_differences,
     parse_variant,
     rank_by_scores,
     reference_kept_text,
@@ -182,6 +183,26 @@ def test_summary_reports_means_and_cis_of_the_chosen_half() -> None:
     assert row["supporting_recall"]["mean"] == 0.5
     assert row["answer_recall"] is None and row["f1"] is None
     assert summarize({"records": records}, "calibration")[0]["supporting_recall"]["mean"] == 1.0
+
+
+def test_paired_differences_use_shared_questions_only() -> None:
+    def rec(method: str, sample_id: str, value: float, half: str = "test") -> dict[str, Any]:
+        return {
+            "setting": "leval",
+            "method": method,
+            "budget": 512,
+            "half": half,
+            "id": sample_id,
+            "answer_recall": value,
+        }
+
+    records = [rec("bm25_sentences", i, v) for i, v in [("a", 1.0), ("b", 0.0), ("c", 0.0), ("d", 1.0)]]
+    records += [rec("infiniretri", i, v) for i, v in [("a", 1.0), ("b", 1.0), ("c", 1.0)]]
+    records += [rec("infiniretri", "e", 0.0, half="calibration")]
+    (row,) = paired_differences({"records": records}, "bm25_sentences", "test", resamples=500)
+    assert (row["method"], row["budget"], row["n"]) == ("infiniretri", 512, 3)  # "d" unpaired, "e" other half
+    assert row["difference"] == pytest.approx(2 / 3)
+    assert row["ci"][0] <= 2 / 3 <= row["ci"][1] and row["ci"][1] <= 1.0
 
 
 # --------------------------------------------------------------------------------- HotpotQA-long
