@@ -66,6 +66,10 @@ class InfiniRetriEngine:
         model: a :class:`LocalModel`, a transformers causal LM (then pass ``tokenizer``), a local
             path / ``.gguf`` file, or ``None`` for the packaged default (SmolLM2-135M-Instruct).
         tokenizer: the tokenizer of a ready-built ``model``.
+        scoring_model, scoring_tokenizer: a separate model whose attention scores (same forms as
+            ``model``; ``None``: ``model`` scores and answers). ``model`` still answers, and
+            ``token_budget`` and ``token_count`` are in ``model``'s tokens, so the budget is what
+            the answering model reads.
         config: retrieval hyperparameters; keyword arguments override single fields.
         device, dtype: used only when the engine loads the model itself.
         max_context_tokens: prompt length limit (default: the model's window).
@@ -84,6 +88,8 @@ class InfiniRetriEngine:
         model: LocalModel | PreTrainedModel | str | os.PathLike[str] | None = None,
         tokenizer: PreTrainedTokenizerBase | None = None,
         *,
+        scoring_model: LocalModel | PreTrainedModel | str | os.PathLike[str] | None = None,
+        scoring_tokenizer: PreTrainedTokenizerBase | None = None,
         config: RetrievalConfig | None = None,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
@@ -107,6 +113,11 @@ class InfiniRetriEngine:
         self._local: LocalModel | None = model if isinstance(model, LocalModel) else None
         if self._local is None and model is not None and not isinstance(model, (str, os.PathLike)):
             self._local = as_local_model(model, tokenizer)
+        self._scoring_source = scoring_model
+        self._scoring_tokenizer = scoring_tokenizer
+        self._scoring: LocalModel | None = scoring_model if isinstance(scoring_model, LocalModel) else None
+        if self._scoring is None and scoring_model is not None and not isinstance(scoring_model, (str, os.PathLike)):
+            self._scoring = as_local_model(scoring_model, scoring_tokenizer)
 
     @property
     def local_model(self) -> LocalModel:
@@ -114,6 +125,21 @@ class InfiniRetriEngine:
         if self._local is None:
             self._local = as_local_model(self._model_source, self._tokenizer, device=self._device, dtype=self._dtype)  # type: ignore[arg-type]
         return self._local
+
+    @property
+    def scoring_local_model(self) -> LocalModel:
+        """The model whose attention scores: ``scoring_model`` (loaded on first access), else
+        :attr:`local_model`."""
+        if self._scoring_source is None:
+            return self.local_model
+        if self._scoring is None:
+            self._scoring = as_local_model(
+                self._scoring_source,  # type: ignore[arg-type]
+                self._scoring_tokenizer,
+                device=self._device,
+                dtype=self._dtype,
+            )
+        return self._scoring
 
     @property
     def model_loaded(self) -> bool:
@@ -128,7 +154,7 @@ class InfiniRetriEngine:
         (heads only where ``scoring_heads`` is unset); ``None`` the model's known default layer
         (the last layer for unknown models)."""
         cfg = config or self.config
-        lm = self.local_model
+        lm = self.scoring_local_model
         spec = cfg.scoring_layer
         heads = cfg.scoring_heads
         if spec == "auto":
@@ -168,7 +194,7 @@ class InfiniRetriEngine:
         docs = normalize_documents(documents)
         question = validate_question(question)
         cfg = self.config.replace(**overrides) if overrides else self.config
-        lm = self.local_model
+        lm = self.scoring_local_model
         layers, heads = self.scoring_setup(cfg)
         layout = build_layout(lm.tokenizer, cfg, question)
         budget = self._cache_budget(cfg, layout, question)
@@ -224,16 +250,18 @@ class InfiniRetriEngine:
                             cached_sentences=len(cache),
                             cached_tokens=sum(k.sentence.token_count for k in cache),
                         ),
-                        [_retrieved(k, docs) for k in cache],
+                        [_retrieved(k, docs, k.sentence.token_count) for k in cache],
                     )
         finally:
             bar.close()
 
+        reader_tokens = self._reader_token_counts(sentences)
         if lexical and cfg.fusion_stage == "final":
-            cache = _fuse_final(attention, lexical, cfg, cfg.token_budget or sum(k.sentence.token_count for k in cache))
+            amount = cfg.token_budget or sum(reader_tokens(k.sentence) for k in cache)
+            cache = _fuse_final(attention, lexical, cfg, amount, reader_tokens)
         if cfg.token_budget is not None:
-            cache = _fit_budget(cache, cfg.token_budget)
-        retrieved = [_retrieved(k, docs) for k in cache]
+            cache = _fit_budget(cache, cfg.token_budget, reader_tokens)
+        retrieved = [_retrieved(k, docs, reader_tokens(k.sentence)) for k in cache]
         stats.kept_sentences = len(retrieved)
         stats.kept_tokens = sum(s.token_count for s in retrieved)
         stats.seconds = time.perf_counter() - started
@@ -247,8 +275,23 @@ class InfiniRetriEngine:
         )
         return RetrievalResult(question=question, sentences=retrieved, stats=stats, documents=docs)
 
+    def _reader_token_counts(self, sentences: Sequence[Sentence]) -> Callable[[Sentence], int]:
+        """Sentence sizes in the answering model's tokens (the scoring model's when it answers too)."""
+        if self._scoring_source is None or self.scoring_local_model is self.local_model:
+            return _scoring_tokens
+        tokenizer = self.local_model.tokenizer
+        counts = {
+            sentence: len(ids)
+            for sentence, ids in zip(
+                sentences,
+                tokenizer([s.text for s in sentences], add_special_tokens=False)["input_ids"] if sentences else [],
+                strict=True,
+            )
+        }
+        return counts.__getitem__
+
     def _cache_budget(self, cfg: RetrievalConfig, layout: PromptLayout, question: str) -> int:
-        window = self.max_context_tokens or self.local_model.context_window
+        window = self.max_context_tokens or self.scoring_local_model.context_window
         fixed = layout.fixed_tokens
         if fixed >= window:
             msg = (
@@ -419,11 +462,16 @@ def _pad_token_id(lm: LocalModel) -> int:
     return 0
 
 
-def _fit_budget(kept: list[_Kept], budget: int) -> list[_Kept]:
+def _scoring_tokens(sentence: Sentence) -> int:
+    return sentence.token_count
+
+
+def _fit_budget(kept: list[_Kept], budget: int, size: Callable[[Sentence], int] = _scoring_tokens) -> list[_Kept]:
     """The best-scoring sentences that fit in ``budget`` tokens (document order kept)."""
-    if sum(k.sentence.token_count for k in kept) <= budget:
+    sizes = [size(k.sentence) for k in kept]
+    if sum(sizes) <= budget:
         return kept
-    chosen = fill_budget([k.score for k in kept], [k.sentence.token_count for k in kept], budget)
+    chosen = fill_budget([k.score for k in kept], sizes, budget)
     return [kept[i] for i in chosen]
 
 
@@ -468,7 +516,11 @@ def _keep(
 
 
 def _fuse_final(
-    attention: Mapping[Sentence, float], lexical: Mapping[Sentence, float], cfg: RetrievalConfig, budget: int
+    attention: Mapping[Sentence, float],
+    lexical: Mapping[Sentence, float],
+    cfg: RetrievalConfig,
+    budget: int,
+    size: Callable[[Sentence], int] = _scoring_tokens,
 ) -> list[_Kept]:
     """Late fusion over every sentence of the input: each sentence's attention score from the
     last pass that scored it, fused by reciprocal rank with its lexical score; taken by fused
@@ -479,12 +531,12 @@ def _fuse_final(
         torch.tensor([lexical[s] for s in pool], dtype=torch.float64),
         cfg.fusion_weight,
     )
-    chosen = fill_budget(fused, [s.token_count for s in pool], budget)
+    chosen = fill_budget(fused, [size(s) for s in pool], budget)
     ordered = sorted(chosen, key=lambda i: (pool[i].document_index, pool[i].sentence_index))
     return [_Kept(pool[i], float(fused[i])) for i in ordered]
 
 
-def _retrieved(kept: _Kept, docs: Sequence[SourceDocument]) -> RetrievedSentence:
+def _retrieved(kept: _Kept, docs: Sequence[SourceDocument], token_count: int) -> RetrievedSentence:
     sentence = kept.sentence
     doc = docs[sentence.document_index]
     return RetrievedSentence(
@@ -495,7 +547,7 @@ def _retrieved(kept: _Kept, docs: Sequence[SourceDocument]) -> RetrievedSentence
         sentence_index=sentence.sentence_index,
         start=sentence.start,
         end=sentence.end,
-        token_count=sentence.token_count,
+        token_count=token_count,
         metadata=doc.metadata,
     )
 

@@ -77,7 +77,7 @@ def test_passage_leads_and_bm25_use_the_passage_title(tokenizer):
     (sentences,) = segment_documents([PASSAGES], tokenizer, 48)
     leads = passage_leads(sentences)
     assert leads[0] == 0 and all(leads[i] <= i for i in range(len(leads)))
-    assert "Fuji" in sentences[leads[[i for i, s in enumerate(sentences) if "3776" in s.text][0]]].text
+    assert "Fuji" in sentences[leads[next(i for i, s in enumerate(sentences) if "3776" in s.text)]].text
     scores = bm25_passage_scores(sentences, "Which mountain is called Fuji?")
     height = [i for i, s in enumerate(sentences) if "3776" in s.text]
     thames = [i for i, s in enumerate(sentences) if "346 km" in s.text]
@@ -177,3 +177,33 @@ def test_content_free_engine_one_pass_per_chunk_and_a_different_choice(tiny_llam
     assert len(seen) == calibrated.stats.chunks
     assert 0 < calibrated.stats.kept_tokens <= 60
     assert [s.text for s in plain.sentences] != [s.text for s in calibrated.sentences]
+
+
+def _whitespace_tokenizer(text: str):
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[UNK]": 0, **{word: i + 1 for i, word in enumerate(sorted(set(text.split())))}}
+    backend = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
+
+
+def test_separate_scoring_model_scores_and_the_budget_counts_reader_tokens(tiny_llama, tiny_gemma):
+    from infiniretri_integrations import LocalModel
+
+    reader = LocalModel(model=tiny_gemma.model, tokenizer=_whitespace_tokenizer(PASSAGES), name="whitespace-reader")
+    seen: list[ForwardPass] = []
+    engine = InfiniRetriEngine(
+        reader, scoring_model=tiny_llama, chunk_size=96, top_k=8, max_sentence_tokens=48, on_forward=seen.append
+    )
+    assert engine.scoring_local_model is tiny_llama and engine.local_model is reader
+    result = engine.retrieve(PASSAGES, "How high is Mount Fuji?", token_budget=40)
+    assert seen and all(p.layers == (tiny_llama.num_layers - 1,) for p in seen)  # the scorer's own default layer
+    for sentence in result.sentences:
+        assert sentence.token_count == len(reader.tokenizer(sentence.text, add_special_tokens=False)["input_ids"])
+    assert 0 < result.stats.kept_tokens <= 40
+    same = InfiniRetriEngine(tiny_llama, chunk_size=96, top_k=8, max_sentence_tokens=48)
+    assert same.scoring_local_model is same.local_model
