@@ -1044,25 +1044,29 @@ def _variant(text: str) -> tuple[str, dict[str, Any]]:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the benchmark's options to ``parser`` (the ``infiniretri evidence`` subcommand and this
-    module's CLI)."""
-    parser.add_argument("--data", required=True, metavar="DIR", help="shared data folder (with hotpotqa/ and leval/)")
-    parser.add_argument(
+    module's CLI). Options the parser already has (e.g. a shared ``--model``) are left as they are."""
+    taken = set(parser._option_string_actions)
+
+    def option(*flags: str, **kwargs: Any) -> None:
+        if not taken.intersection(flags):
+            option(*flags, **kwargs)
+
+    option("--data", required=True, metavar="DIR", help="shared data folder (with hotpotqa/ and leval/)")
+    option(
         "--datasets", type=_name_list, default=list(DATASETS), help=f"comma-separated subset of {','.join(DATASETS)}"
     )
-    parser.add_argument(
+    option(
         "--lengths", type=_token_list, default=list(LENGTHS), help="HotpotQA-long input lengths (default 8k,32k,128k)"
     )
-    parser.add_argument(
-        "--budgets", type=_token_list, default=list(BUDGETS), help="kept-token budgets (default 256,512,1024)"
-    )
-    parser.add_argument(
+    option("--budgets", type=_token_list, default=list(BUDGETS), help="kept-token budgets (default 256,512,1024)")
+    option(
         "--methods",
         type=_name_list,
         default=list(DEFAULT_METHODS),
         help=f"comma-separated subset of {','.join(METHODS)}; 'cheap' = the baselines without a model pass "
         f"(default: {','.join(DEFAULT_METHODS)}); --variant adds infiniretri[NAME]",
     )
-    parser.add_argument(
+    option(
         "--variant",
         type=_variant,
         action="append",
@@ -1070,47 +1074,39 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=JSON",
         help="an engine variant measured as method infiniretri[NAME], e.g. l12='{\"scoring_layer\": 12}' (repeatable)",
     )
-    parser.add_argument(
-        "--engine-options", type=json.loads, default={}, metavar="JSON", help="options of the base engine (JSON)"
-    )
-    parser.add_argument("--split", choices=("calibration", "test", "all"), default="all", help="which half to run")
-    parser.add_argument(
-        "--seed", type=int, default=DEFAULT_SEED, help=f"split/data/random seed (default {DEFAULT_SEED})"
-    )
-    parser.add_argument("--limit", type=_positive, help="first N HotpotQA questions (of the chosen split)")
-    parser.add_argument(
-        "--leval-tasks", type=_name_list, default=list(LEVAL_TASKS), help=f"default {','.join(LEVAL_TASKS)}"
-    )
-    parser.add_argument("--leval-questions", type=_positive, default=80, help="L-Eval questions in all (default 80)")
-    parser.add_argument(
-        "--leval-max-tokens", type=_positive, default=32000, help="skip longer L-Eval documents (default 32k)"
-    )
-    parser.add_argument("--leval-max-answer-words", type=_positive, default=20, help="longest gold answer (default 20)")
-    parser.add_argument("--chunk-tokens", type=_positive, default=200, help="chunk size of the chunk methods")
-    parser.add_argument(
+    option("--engine-options", type=json.loads, default={}, metavar="JSON", help="options of the base engine (JSON)")
+    option("--split", choices=("calibration", "test", "all"), default="all", help="which half to run")
+    option("--seed", type=int, default=DEFAULT_SEED, help=f"split/data/random seed (default {DEFAULT_SEED})")
+    option("--limit", type=_positive, help="first N HotpotQA questions (of the chosen split)")
+    option("--leval-tasks", type=_name_list, default=list(LEVAL_TASKS), help=f"default {','.join(LEVAL_TASKS)}")
+    option("--leval-questions", type=_positive, default=80, help="L-Eval questions in all (default 80)")
+    option("--leval-max-tokens", type=_positive, default=32000, help="skip longer L-Eval documents (default 32k)")
+    option("--leval-max-answer-words", type=_positive, default=20, help="longest gold answer (default 20)")
+    option("--chunk-tokens", type=_positive, default=200, help="chunk size of the chunk methods")
+    option(
         "--reference-limit",
         type=_positive,
         help="run the (slow) authors' package on the first N HotpotQA-long questions at the shortest length",
     )
-    parser.add_argument(
+    option(
         "--reader",
         action="store_true",
         help="reader F1: the packaged model answers from each kept text (records of the chosen methods without one, "
         "resumed ones included)",
     )
-    parser.add_argument("--max-new-tokens", type=_positive, default=32, help="reader answer length (default 32)")
-    parser.add_argument("--model", metavar="PATH", help="reader/tokenizer model (default: packaged SmolLM2-135M)")
-    parser.add_argument(
+    option("--max-new-tokens", type=_positive, default=32, help="reader answer length (default 32)")
+    option("--model", metavar="PATH", help="reader/tokenizer model (default: packaged SmolLM2-135M)")
+    option(
         "--baseline",
         default="bm25_sentences",
         help="method the paired differences are taken from (default bm25_sentences)",
     )
-    parser.add_argument("--resamples", type=_positive, default=RESAMPLES, help="bootstrap resamples (default 2000)")
-    parser.add_argument("--out", default="evidence_results.json", help="results JSON (finished records are skipped)")
-    parser.add_argument("--table", metavar="PATH.md", help="write the markdown tables here")
-    parser.add_argument("--plot", metavar="PATH.png", help="write the recall-vs-budget plot here")
-    parser.add_argument("--threads", type=_positive, help="torch intra-op threads")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    option("--resamples", type=_positive, default=RESAMPLES, help="bootstrap resamples (default 2000)")
+    option("--out", default="evidence_results.json", help="results JSON (finished records are skipped)")
+    option("--table", metavar="PATH.md", help="write the markdown tables here")
+    option("--plot", metavar="PATH.png", help="write the recall-vs-budget plot here")
+    option("--threads", type=_positive, help="torch intra-op threads")
+    option("--quiet", action="store_true", help="no progress lines on stderr")
 
 
 def _methods(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
@@ -1134,10 +1130,11 @@ def _methods(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
     return chosen
 
 
-def _load_lm(model: str | None) -> Any:
+def _load_lm(args: argparse.Namespace) -> Any:
     from infiniretri_integrations.core.models import default_model, load_model
 
-    return default_model() if model is None else load_model(model)
+    model, device, dtype = (getattr(args, name, None) for name in ("model", "device", "dtype"))
+    return default_model(device, dtype) if model is None else load_model(model, device=device, dtype=dtype)
 
 
 def load_samples(args: argparse.Namespace, tokenizer: Any) -> list[EvidenceSample]:
@@ -1173,19 +1170,19 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark ``args`` describe (see :func:`configure_parser`); prints the tables."""
 
     def log(line: str) -> None:
-        if not args.quiet:
+        if not getattr(args, "quiet", False):
             print(line, file=sys.stderr, flush=True)
 
     methods = _methods(args)
     if not Path(args.data).is_dir():
         msg = f"--data: no such folder {str(args.data)!r} (expected the shared data folder with hotpotqa/ and leval/)"
         raise FileNotFoundError(msg)
-    if args.threads:
+    if getattr(args, "threads", None):
         import torch
 
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    lm = _load_lm(args.model)
+    lm = _load_lm(args)
     samples = load_samples(args, lm.tokenizer)
     log(f"{len(samples)} samples ({time.perf_counter() - started:.0f}s to load); methods {[n for n, _ in methods]}")
     bench = EvidenceBench(

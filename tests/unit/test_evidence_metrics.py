@@ -4,6 +4,7 @@ a whitespace tokenizer stands in where only token counts matter)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from infiniretri_integrations.evaluation.evidence import (
     bootstrap_ci,
+    configure_parser,
     covered_fraction,
     evidence_metrics,
     fill_budget,
@@ -302,3 +304,13 @@ def test_reference_kept_text_and_variants() -> None:
         parse_variant("x=[1]")
     with pytest.raises(ValueError, match="NAME="):
         parse_variant('{"scoring_layer": 12}')
+
+
+def test_configure_parser_defaults_and_shared_options() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", help="the main CLI's shared model option")
+    configure_parser(parser)  # no clash with the option the parser already has
+    args = parser.parse_args(["--data", "d", "--lengths", "8k,32k", "--variant", 'l12={"scoring_layer": 12}'])
+    assert args.lengths == [8000, 32000] and args.budgets == [256, 512, 1024]
+    assert args.variant == [("infiniretri[l12]", {"scoring_layer": 12})]
+    assert args.split == "all" and args.seed == 0 and args.model is None
