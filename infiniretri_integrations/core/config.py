@@ -13,6 +13,9 @@ DEFAULT_PROMPT_TEMPLATE = (
 )
 """The reference package's template: context first, question after it."""
 
+DEFAULT_MAX_SENTENCE_TOKENS = 256
+"""Longest sentence piece; a smaller ``chunk_size`` lowers it to the chunk size."""
+
 LayerSpec = int | Sequence[int] | Literal["auto"] | None
 
 
@@ -37,6 +40,7 @@ class RetrievalConfig:
             limits it). When the cap is hit the lowest-scoring sentences are dropped.
         max_sentence_tokens: longer "sentences" (text without punctuation, code, junk) are split at
             line breaks, then spaces, then token boundaries into pieces of at most this many tokens.
+            Left at its default, it is lowered to ``chunk_size`` when the chunk is smaller.
         prompt_template: must contain ``{context}`` before ``{question}``.
         system_prompt: optional system message for chat templates.
         use_chat_template: ``None`` wraps the prompt in the tokenizer's chat template when it has one.
@@ -73,7 +77,7 @@ class RetrievalConfig:
     scoring_layer: LayerSpec = None
     scoring_heads: tuple[int, ...] | None = None
     max_cache_tokens: int | None = None
-    max_sentence_tokens: int = 256
+    max_sentence_tokens: int = DEFAULT_MAX_SENTENCE_TOKENS
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE
     system_prompt: str | None = None
     use_chat_template: bool | None = None
@@ -110,6 +114,8 @@ class RetrievalConfig:
         ):
             msg = f"fusion_weight must be a finite number >= 0, got {self.fusion_weight!r}"
             raise ValueError(msg)
+        if self.max_sentence_tokens == DEFAULT_MAX_SENTENCE_TOKENS and self.chunk_size < self.max_sentence_tokens:
+            object.__setattr__(self, "max_sentence_tokens", self.chunk_size)
         if self.max_sentence_tokens > self.chunk_size:
             msg = (
                 f"max_sentence_tokens ({self.max_sentence_tokens}) must not exceed chunk_size "

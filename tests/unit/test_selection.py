@@ -207,3 +207,9 @@ def test_separate_scoring_model_scores_and_the_budget_counts_reader_tokens(tiny_
     assert 0 < result.stats.kept_tokens <= 40
     same = InfiniRetriEngine(tiny_llama, chunk_size=96, top_k=8, max_sentence_tokens=48)
     assert same.scoring_local_model is same.local_model
+
+
+def test_small_chunk_lowers_the_default_sentence_cap_but_not_an_explicit_one():
+    assert RetrievalConfig(chunk_size=128).max_sentence_tokens == 128
+    with pytest.raises(ValueError, match=r"max_sentence_tokens \(300\) must not exceed chunk_size \(128\)"):
+        RetrievalConfig(chunk_size=128, max_sentence_tokens=300)
