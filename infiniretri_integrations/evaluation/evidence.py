@@ -1049,7 +1049,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
     def option(*flags: str, **kwargs: Any) -> None:
         if not taken.intersection(flags):
-            option(*flags, **kwargs)
+            parser.add_argument(*flags, **kwargs)
 
     option("--data", required=True, metavar="DIR", help="shared data folder (with hotpotqa/ and leval/)")
     option(
