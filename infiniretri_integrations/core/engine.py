@@ -14,7 +14,7 @@ import torch
 from infiniretri_integrations.core.answering import AnswerStream, answer_from, answer_prompt, stream_from
 from infiniretri_integrations.core.attention import question_attention, resolve_layers, shared_prefix_attention
 from infiniretri_integrations.core.chunking import pack_chunks
-from infiniretri_integrations.core.config import RetrievalConfig
+from infiniretri_integrations.core.config import DEFAULT_CHUNK_SIZE, RetrievalConfig
 from infiniretri_integrations.core.lexical import lexical_signal
 from infiniretri_integrations.core.models import LocalModel, as_local_model
 from infiniretri_integrations.core.progress import progress_bar
@@ -197,6 +197,7 @@ class InfiniRetriEngine:
         lm = self.scoring_local_model
         layers, heads = self.scoring_setup(cfg)
         layout = build_layout(lm.tokenizer, cfg, question)
+        cfg = self._fit_default_chunk(cfg, layout)
         budget = self._cache_budget(cfg, layout, question)
 
         skipped = [i for i, doc in enumerate(docs) if not doc.text.strip()]
@@ -289,6 +290,16 @@ class InfiniRetriEngine:
             )
         }
         return counts.__getitem__
+
+    def _fit_default_chunk(self, cfg: RetrievalConfig, layout: PromptLayout) -> RetrievalConfig:
+        """The default chunk size, lowered for a window that cannot hold it beside the prompt and
+        a working set; an explicit ``chunk_size`` is left to :meth:`_cache_budget` to check."""
+        window = self.max_context_tokens or self.scoring_local_model.context_window
+        room = window - layout.fixed_tokens
+        if cfg.chunk_size != DEFAULT_CHUNK_SIZE or room >= DEFAULT_CHUNK_SIZE + BUDGET_WORKING_SET_TOKENS or room < 2:
+            return cfg
+        chunk = max(room // 2, min(room - 1, 64))
+        return cfg.replace(chunk_size=chunk, max_sentence_tokens=min(cfg.max_sentence_tokens, chunk))
 
     def _cache_budget(self, cfg: RetrievalConfig, layout: PromptLayout, question: str) -> int:
         window = self.max_context_tokens or self.scoring_local_model.context_window

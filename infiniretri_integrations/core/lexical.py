@@ -68,10 +68,10 @@ def bm25_passage_scores(sentences: Sequence[Sentence], question: str) -> list[fl
     ]
     corpus = bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
     query = bm25s.tokenize([question], stopwords="en", return_ids=False, show_progress=False)[0]
+    if not query or not any(corpus):
+        return [0.0] * len(sentences)
     index = bm25s.BM25()
     index.index(corpus, show_progress=False)
-    if not query:
-        return [0.0] * len(sentences)
     return [float(x) for x in index.get_scores(query)]
 
 

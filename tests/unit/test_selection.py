@@ -87,7 +87,7 @@ def test_passage_leads_and_bm25_use_the_passage_title(tokenizer):
 
 def test_fusion_changes_the_choice_towards_lexical_matches(engine):
     question = "What is the height of Fuji in metres?"
-    plain = engine.retrieve(PASSAGES, question, token_budget=40)
+    plain = engine.retrieve(PASSAGES, question, token_budget=40, fusion=None)
     fused = engine.retrieve(PASSAGES, question, token_budget=40, fusion="bm25", fusion_weight=3.0)
     assert any("3776" in s.text for s in fused.sentences)
     assert [s.text for s in plain.sentences] != [s.text for s in fused.sentences]
@@ -95,7 +95,7 @@ def test_fusion_changes_the_choice_towards_lexical_matches(engine):
 
 
 def test_fusion_without_budget_keeps_as_many_tokens_as_the_top_k_rule(engine):
-    plain = engine.retrieve(PASSAGES, "How long is the Thames?")
+    plain = engine.retrieve(PASSAGES, "How long is the Thames?", fusion=None)
     fused = engine.retrieve(PASSAGES, "How long is the Thames?", fusion="bm25")
     assert 0 < fused.stats.kept_tokens <= plain.stats.kept_tokens + max(s.token_count for s in plain.sentences)
 
@@ -170,9 +170,9 @@ def test_content_free_scores_cancel_what_every_question_attends_to():
 def test_content_free_engine_one_pass_per_chunk_and_a_different_choice(tiny_llama):
     seen: list[ForwardPass] = []
     engine = InfiniRetriEngine(tiny_llama, chunk_size=96, top_k=8, max_sentence_tokens=48)
-    plain = engine.retrieve(PASSAGES, "How high is Mount Fuji?", token_budget=60)
+    plain = engine.retrieve(PASSAGES, "How high is Mount Fuji?", token_budget=60, fusion=None)
     calibrated = engine.retrieve(
-        PASSAGES, "How high is Mount Fuji?", token_budget=60, content_free=True, on_forward=seen.append
+        PASSAGES, "How high is Mount Fuji?", token_budget=60, fusion=None, content_free=True, on_forward=seen.append
     )
     assert len(seen) == calibrated.stats.chunks
     assert 0 < calibrated.stats.kept_tokens <= 60
@@ -213,3 +213,17 @@ def test_small_chunk_lowers_the_default_sentence_cap_but_not_an_explicit_one():
     assert RetrievalConfig(chunk_size=128).max_sentence_tokens == 128
     with pytest.raises(ValueError, match=r"max_sentence_tokens \(300\) must not exceed chunk_size \(128\)"):
         RetrievalConfig(chunk_size=128, max_sentence_tokens=300)
+
+
+def test_default_chunk_fits_a_small_window_but_an_explicit_one_is_checked(tiny_llama):
+    small = InfiniRetriEngine(tiny_llama, max_context_tokens=1024)
+    seen: list[ForwardPass] = []
+    result = small.retrieve(PASSAGES * 3, "How high is Mount Fuji?", on_forward=seen.append)
+    assert result.stats.chunks > 1 and max(p.length for p in seen) <= 1024
+    with pytest.raises(ValueError, match=r"chunk_size \(4000\) plus the question and template"):
+        InfiniRetriEngine(tiny_llama, max_context_tokens=1024, chunk_size=4000).retrieve(PASSAGES, "Where?")
+
+
+def test_fusion_over_text_without_any_word_gives_attention_order(engine):
+    result = engine.retrieve("... !!! ??? --- ... ;;; ...", "What?", token_budget=10_000)
+    assert result.stats.kept_tokens == result.stats.input_tokens
