@@ -343,18 +343,47 @@ def _random_scores(bench: EvidenceBench, sample: EvidenceSample, texts: list[str
 def _infiniretri(
     bench: EvidenceBench, sample: EvidenceSample, budgets: Sequence[int], options: dict[str, Any]
 ) -> dict[int | None, Selection]:
+    """The engine through its chunk loop. Budgets up to the engine's working set (``max_cache_tokens``,
+    else ``BUDGET_WORKING_SET_TOKENS``) run the very same passes and differ only in the final cut by
+    the last scores, so one run at the largest of them serves them all (:func:`cut_to_budgets`);
+    larger budgets run on their own."""
+    from infiniretri_integrations.core.engine import BUDGET_WORKING_SET_TOKENS
+
+    working = options.get("max_cache_tokens") or bench.engine.config.max_cache_tokens or BUDGET_WORKING_SET_TOKENS
+    shared = sorted(b for b in budgets if b <= working)
+    runs = [*([shared] if shared else []), *([b] for b in budgets if b > working)]
     selections: dict[int | None, Selection] = {}
-    for budget in budgets:
+    for run_budgets in runs:
         started = time.perf_counter()
-        result = bench.engine.retrieve([sample.text], sample.question, token_budget=budget, **options)
-        selections[budget] = Selection(
-            spans=[(s.start, s.end) for s in result.sentences],
-            kept_tokens=int(result.stats.kept_tokens),
-            units=len(result.sentences),
-            seconds=time.perf_counter() - started,
-            extra={"scoring_layers": list(result.stats.scoring_layers), "chunks": result.stats.chunks},
-        )
+        result = bench.engine.retrieve([sample.text], sample.question, token_budget=max(run_budgets), **options)
+        seconds = time.perf_counter() - started
+        extra = {"scoring_layers": list(result.stats.scoring_layers), "chunks": result.stats.chunks}
+        for budget, kept in cut_to_budgets(result.sentences, run_budgets).items():
+            selections[budget] = Selection(
+                spans=[(s.start, s.end) for s in kept],
+                kept_tokens=sum(s.token_count for s in kept),
+                units=len(kept),
+                seconds=seconds,
+                extra={**extra, "shared_run_budget": max(run_budgets)},
+            )
     return selections
+
+
+def cut_to_budgets(sentences: Sequence[Any], budgets: Sequence[int]) -> dict[int, list[Any]]:
+    """Each budget's cut of one budgeted result: its sentences by score until the budget (the
+    engine's own final rule), in document order.
+
+    Example:
+        >>> from types import SimpleNamespace as S
+        >>> kept = [S(score=0.2, token_count=5), S(score=0.9, token_count=4), S(score=0.5, token_count=3)]
+        >>> {b: [s.score for s in v] for b, v in cut_to_budgets(kept, [4, 8, 12]).items()}
+        {4: [0.9], 8: [0.9, 0.5], 12: [0.2, 0.9, 0.5]}
+    """
+    from infiniretri_integrations.core.scoring import fill_budget
+
+    scores = [s.score for s in sentences]
+    sizes = [s.token_count for s in sentences]
+    return {budget: [sentences[i] for i in fill_budget(scores, sizes, budget)] for budget in budgets}
 
 
 def _reference(
