@@ -5,6 +5,7 @@ adapters live in :mod:`infiniretri_integrations.langchain` and
 :mod:`infiniretri_integrations.llama_index` (installed with the matching extras).
 """
 
+from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
 from infiniretri_integrations.core import (
@@ -35,7 +36,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(msg)
 
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("infiniretri-integrations")
+except _metadata.PackageNotFoundError:  # a source tree that is not installed
+    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "DEFAULT_PROMPT_TEMPLATE",
