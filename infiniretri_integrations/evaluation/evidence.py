@@ -490,6 +490,8 @@ class EvidenceBench:
         chunk_tokens: chunk size of the chunk methods.
         seed: seed of the random method (the split and data use the same seed).
         engine_options: options of the engine every ``infiniretri`` variant starts from.
+        scoring_model: a separate scoring model for the engine (path or model); ``lm`` still
+            measures the budgets.
     """
 
     def __init__(
@@ -500,8 +502,10 @@ class EvidenceBench:
         seed: int = DEFAULT_SEED,
         max_new_tokens: int = 32,
         engine_options: dict[str, Any] | None = None,
+        scoring_model: Any = None,
     ) -> None:
         self.lm = lm
+        self.scoring_model = scoring_model
         self.chunk_tokens = chunk_tokens
         self.seed = seed
         self.max_new_tokens = max_new_tokens
@@ -522,7 +526,11 @@ class EvidenceBench:
             from infiniretri_integrations.core.engine import InfiniRetriEngine
 
             self._engine = InfiniRetriEngine(
-                self.lm, show_progress=False, max_new_tokens=self.max_new_tokens, **self.engine_options
+                self.lm,
+                scoring_model=self.scoring_model,
+                show_progress=False,
+                max_new_tokens=self.max_new_tokens,
+                **self.engine_options,
             )
         return self._engine
 
@@ -1104,6 +1112,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="an engine variant measured as method infiniretri[NAME], e.g. l12='{\"scoring_layer\": 12}' (repeatable)",
     )
     option("--engine-options", type=json.loads, default={}, metavar="JSON", help="options of the base engine (JSON)")
+    option("--scoring-model", metavar="PATH", help="a separate scoring model for the engine (folder or .gguf)")
     option("--split", choices=("calibration", "test", "all"), default="all", help="which half to run")
     option("--seed", type=int, default=DEFAULT_SEED, help=f"split/data/random seed (default {DEFAULT_SEED})")
     option("--limit", type=_positive, help="first N HotpotQA questions (of the chosen split)")
@@ -1220,6 +1229,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_new_tokens=args.max_new_tokens,
         engine_options=args.engine_options,
+        scoring_model=getattr(args, "scoring_model", None),
     )
     meta = {
         "seed": args.seed,
@@ -1231,6 +1241,7 @@ def run(args: argparse.Namespace) -> int:
         "leval_max_tokens": args.leval_max_tokens,
         "max_sentence_tokens": bench.max_sentence_tokens,
         "engine_options": args.engine_options,
+        "scoring_model": getattr(args, "scoring_model", None),
         "variants": {name: options for name, options in methods if options},
         "budget_rule": "units in score order, each added if it still fits, until none fits; document order",
         "split": "questions shuffled once by seed, alternately calibration/test (L-Eval: per task)",
