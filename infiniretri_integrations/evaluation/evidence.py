@@ -20,7 +20,8 @@ Metrics, per question (means with seeded percentile-bootstrap 95% CIs over quest
 * ``both_paragraphs`` (HotpotQA): 1 when, for each of the two gold paragraphs, at least one of its
   supporting sentences is covered (the multi-hop question then has both of its hops).
 * ``answer_recall``: 1 when the normalised gold answer (LongBench normalisation) occurs as whole
-  words in the normalised kept text. HotpotQA yes/no answers are excluded (``None``).
+  words in the normalised kept text. Yes/no answers (8 of the 100 HotpotQA questions, a few L-Eval ones) are
+  excluded (``None``): the word occurs anywhere.
 
 Units and the budget rule: sentences are the package's own splitter
 (:func:`~infiniretri_integrations.core.segmentation.segment_documents` with the reader's tokenizer
@@ -1145,6 +1146,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     option("--plot", metavar="PATH.png", help="write the recall-vs-budget plot here")
     option("--threads", type=_positive, help="torch intra-op threads")
     option("--quiet", action="store_true", help="no progress lines on stderr")
+    option("--report-only", action="store_true", help="only print/write the tables and plot of --out (no run)")
 
 
 def _methods(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
@@ -1211,6 +1213,13 @@ def run(args: argparse.Namespace) -> int:
         if not getattr(args, "quiet", False):
             print(line, file=sys.stderr, flush=True)
 
+    if getattr(args, "report_only", False):
+        data = read_results(args.out, RESULTS_KEY, "evidence")
+        if not data[RESULTS_KEY]:
+            msg = f"--report-only: no records in {str(args.out)!r}"
+            raise FileNotFoundError(msg)
+        _write_report(args, data, log)
+        return 0
     methods = _methods(args)
     if not Path(args.data).is_dir():
         msg = f"--data: no such folder {str(args.data)!r} (expected the shared data folder with hotpotqa/ and leval/)"
@@ -1257,6 +1266,12 @@ def run(args: argparse.Namespace) -> int:
         reader=args.reader,
         log=log,
     )
+    _write_report(args, data, log)
+    return 0
+
+
+def _write_report(args: argparse.Namespace, data: dict[str, Any], log: Callable[[str], None]) -> None:
+    """Print the report of ``data``; write ``--table`` and ``--plot`` when given."""
     text = report(data, args.resamples, args.seed, args.baseline)
     print(text)
     if data["meta"].get("skipped_methods"):
@@ -1268,7 +1283,6 @@ def run(args: argparse.Namespace) -> int:
         log(f"wrote {table}")
     if args.plot:
         log(f"wrote {plot(data, args.plot, seed=args.seed)}")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
