@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -113,6 +114,7 @@ class InfiniRetriEngine:
         self._local: LocalModel | None = model if isinstance(model, LocalModel) else None
         if self._local is None and model is not None and not isinstance(model, (str, os.PathLike)):
             self._local = as_local_model(model, tokenizer)
+        self._loading = threading.Lock()
         self._scoring_source = scoring_model
         self._scoring_tokenizer = scoring_tokenizer
         self._scoring: LocalModel | None = scoring_model if isinstance(scoring_model, LocalModel) else None
@@ -121,9 +123,16 @@ class InfiniRetriEngine:
 
     @property
     def local_model(self) -> LocalModel:
-        """The model and tokenizer, loaded on first access."""
+        """The model and tokenizer, loaded on first access (once, whatever the number of threads)."""
         if self._local is None:
-            self._local = as_local_model(self._model_source, self._tokenizer, device=self._device, dtype=self._dtype)  # type: ignore[arg-type]
+            with self._loading:
+                if self._local is None:
+                    self._local = as_local_model(
+                        self._model_source,  # type: ignore[arg-type]
+                        self._tokenizer,
+                        device=self._device,
+                        dtype=self._dtype,
+                    )
         return self._local
 
     @property
@@ -133,12 +142,14 @@ class InfiniRetriEngine:
         if self._scoring_source is None:
             return self.local_model
         if self._scoring is None:
-            self._scoring = as_local_model(
-                self._scoring_source,  # type: ignore[arg-type]
-                self._scoring_tokenizer,
-                device=self._device,
-                dtype=self._dtype,
-            )
+            with self._loading:
+                if self._scoring is None:
+                    self._scoring = as_local_model(
+                        self._scoring_source,  # type: ignore[arg-type]
+                        self._scoring_tokenizer,
+                        device=self._device,
+                        dtype=self._dtype,
+                    )
         return self._scoring
 
     @property

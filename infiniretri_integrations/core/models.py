@@ -239,6 +239,21 @@ def load_model(
         >>> lm.num_layers  # doctest: +SKIP
         30
     """
+    with _LOAD_LOCK:  # loading is not thread-safe (transformers' meta-device init is process-global)
+        return _load_model(name_or_path, gguf_file, device, dtype, attn_implementation, use_cache)
+
+
+_LOAD_LOCK = threading.RLock()
+
+
+def _load_model(
+    name_or_path: str | os.PathLike[str] | None,
+    gguf_file: str | None,
+    device: str | torch.device | None,
+    dtype: str | torch.dtype | None,
+    attn_implementation: str,
+    use_cache: bool,
+) -> LocalModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
