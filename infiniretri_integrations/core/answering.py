@@ -13,6 +13,7 @@ from infiniretri_integrations.core.config import RetrievalConfig
 from infiniretri_integrations.core.generation import generate, stream_generate
 from infiniretri_integrations.core.models import LocalModel
 from infiniretri_integrations.core.prompting import build_layout, truncate_middle
+from infiniretri_integrations.core.segmentation import clean_for_tokenizer
 from infiniretri_integrations.core.types import Answer, RetrievalResult, RetrievalStats, RetrievedSentence
 
 
@@ -34,7 +35,7 @@ def answer_prompt(engine: AnsweringEngine, context: str, question: str, **overri
     cfg = engine.config.replace(**overrides) if overrides else engine.config
     lm = engine.local_model
     layout = build_layout(lm.tokenizer, cfg, question)
-    context_ids = lm.tokenizer(context, add_special_tokens=False)["input_ids"] if context else []
+    context_ids = lm.tokenizer(clean_for_tokenizer(context), add_special_tokens=False)["input_ids"] if context else []
     window = engine.max_context_tokens or lm.context_window
     room = window - layout.fixed_tokens - cfg.max_new_tokens
     ids, *_ = layout.assemble(truncate_middle(context_ids, room, "context"))

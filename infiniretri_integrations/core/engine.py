@@ -29,7 +29,7 @@ from infiniretri_integrations.core.scoring import (
     select_sentences,
     token_sentence_index,
 )
-from infiniretri_integrations.core.segmentation import segment_documents
+from infiniretri_integrations.core.segmentation import clean_for_tokenizer, segment_documents
 from infiniretri_integrations.core.types import (
     Answer,
     ChunkProgress,
@@ -581,7 +581,7 @@ def validate_question(question: object) -> str:
     if not question.strip():
         msg = f"question must be a non-empty string, got {question!r}"
         raise ValueError(msg)
-    return question.strip()
+    return clean_for_tokenizer(question.strip())
 
 
 def normalize_documents(documents: Iterable[DocumentLike] | DocumentLike) -> list[SourceDocument]:
