@@ -222,12 +222,15 @@ def load_model(
     dtype: str | torch.dtype | None = None,
     attn_implementation: str = "sdpa",
     use_cache: bool = True,
+    allow_hub: bool = False,
 ) -> LocalModel:
     """Load a causal LM and tokenizer, offline.
 
     Args:
-        name_or_path: a local folder (or a hub name already in the local HF cache), a ``.gguf``
-            file, or ``None`` for the packaged default (SmolLM2-135M-Instruct).
+        name_or_path: a local folder, a ``.gguf`` file, or ``None`` for the packaged default
+            (SmolLM2-135M-Instruct). A path that does not exist is an error, never a hub name.
+        allow_hub: treat a ``name_or_path`` that is not a local folder as a hub model name
+            (from the local Hugging Face cache when ``HF_HUB_OFFLINE=1``).
         gguf_file: GGUF file name inside ``name_or_path`` (alternative to passing the file path).
         device: ``None`` picks CUDA, MPS or CPU, whichever is present.
         dtype: ``None`` picks bfloat16 where the device runs it natively, else float32.
@@ -240,7 +243,7 @@ def load_model(
         30
     """
     with _LOAD_LOCK:  # loading is not thread-safe (transformers' meta-device init is process-global)
-        return _load_model(name_or_path, gguf_file, device, dtype, attn_implementation, use_cache)
+        return _load_model(name_or_path, gguf_file, device, dtype, attn_implementation, use_cache, allow_hub)
 
 
 _LOAD_LOCK = threading.RLock()
@@ -253,6 +256,7 @@ def _load_model(
     dtype: str | torch.dtype | None,
     attn_implementation: str,
     use_cache: bool,
+    allow_hub: bool = False,
 ) -> LocalModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -270,12 +274,20 @@ def _load_model(
                 raise FileNotFoundError(msg)
             folder, gguf_file = str(path.parent), path.name
         else:
+            if not allow_hub and not path.is_dir():
+                msg = (
+                    f"model folder not found: {str(name_or_path)!r} (expected a local folder with config.json, "
+                    "or a .gguf file; to load a hub model name from the local Hugging Face cache pass allow_hub=True)"
+                )
+                raise FileNotFoundError(msg)
             folder = str(name_or_path)
         display = Path(gguf_file).stem if gguf_file else str(name_or_path)
 
     started = time.perf_counter()
     source = folder
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"trust_remote_code": False}  # never run code from a model folder, never prompt
+    if not allow_hub or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        kwargs["local_files_only"] = True
     if gguf_file:
         gguf_path = Path(folder) / gguf_file
         converted = _converted_gguf_dir(gguf_path)
