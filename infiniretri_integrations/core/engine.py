@@ -111,6 +111,13 @@ class InfiniRetriEngine:
         self._dtype = dtype
         self._model_source = model
         self._tokenizer = tokenizer
+        for name, value in (("model", model), ("scoring_model", scoring_model)):
+            if isinstance(value, (int, float, bool, bytes, list, tuple, dict)):
+                msg = (
+                    f"{name} must be a LocalModel, a transformers causal LM (with its tokenizer), a local folder "
+                    f"or .gguf path, or None for the packaged default; got {type(value).__name__}: {value!r:.80}"
+                )
+                raise TypeError(msg)
         self._local: LocalModel | None = model if isinstance(model, LocalModel) else None
         if self._local is None and model is not None and not isinstance(model, (str, os.PathLike)):
             self._local = as_local_model(model, tokenizer)
@@ -593,6 +600,9 @@ def normalize_documents(documents: Iterable[DocumentLike] | DocumentLike) -> lis
     """
     if isinstance(documents, (str, SourceDocument, Mapping)):
         documents = [documents]
+    if documents is None or not isinstance(documents, Iterable):
+        msg = f"documents must be a text, a SourceDocument, a mapping or an iterable of them, got {documents!r:.80}"
+        raise TypeError(msg)
     if isinstance(documents, (bytes, bytearray)):
         msg = "documents must be text, got bytes; decode them first (e.g. data.decode('utf-8', errors='replace'))"
         raise TypeError(msg)
@@ -608,9 +618,11 @@ def normalize_documents(documents: Iterable[DocumentLike] | DocumentLike) -> lis
                 msg = f"document {index} must have a str 'text' (or 'page_content'), got {type(text).__name__}"
                 raise TypeError(msg)
             raw_id = item.get("id")
-            doc = SourceDocument(
-                text=text, id=None if raw_id is None else str(raw_id), metadata=dict(item.get("metadata") or {})
-            )
+            metadata = item.get("metadata") or {}
+            if not isinstance(metadata, Mapping):
+                msg = f"document {index} 'metadata' must be a mapping (e.g. a dict), got {type(metadata).__name__}: {metadata!r:.80}"
+                raise TypeError(msg)
+            doc = SourceDocument(text=text, id=None if raw_id is None else str(raw_id), metadata=dict(metadata))
         else:
             hint = "; decode bytes first" if isinstance(item, (bytes, bytearray)) else ""
             msg = f"document {index} must be a str, SourceDocument or mapping, got {type(item).__name__}{hint}"

@@ -23,6 +23,14 @@ class SourceDocument:
     id: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            msg = f"SourceDocument.text must be a str, got {type(self.text).__name__}: {self.text!r:.80}"
+            raise TypeError(msg)
+        if not isinstance(self.metadata, Mapping):
+            msg = f"SourceDocument.metadata must be a mapping (e.g. a dict), got {type(self.metadata).__name__}: {self.metadata!r:.80}"
+            raise TypeError(msg)
+
 
 @dataclass(frozen=True)
 class Sentence:
