@@ -1025,7 +1025,7 @@ def plot(data: dict[str, Any], path: str | Path, half: str = "test", seed: int =
             means = [v["mean"] for _, v in points]
             errors = [[v["mean"] - v["ci"][0] for _, v in points], [v["ci"][1] - v["mean"] for _, v in points]]
             axis.errorbar(xs, means, yerr=errors, marker="o", capsize=3, label=method)
-        n = max((r["n"] for r in here), default=0)
+        n = max((r[metric]["n"] for r in here), default=0)
         axis.set_title(f"{setting} ({half} half, n={n})")
         axis.set_xscale("log", base=2)
         axis.set_xticks(sorted({r["budget"] for r in here}), [str(b) for b in sorted({r["budget"] for r in here})])
