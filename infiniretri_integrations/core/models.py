@@ -258,8 +258,6 @@ def _load_model(
     use_cache: bool,
     allow_hub: bool = False,
 ) -> LocalModel:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     resolved_device = resolve_device(device)
     resolved_dtype = resolve_dtype(resolved_device, dtype)
@@ -295,13 +293,21 @@ def _load_model(
             source = str(converted)
         else:
             kwargs["gguf_file"] = gguf_file
-    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(
-        source,
-        dtype=torch.float32 if "gguf_file" in kwargs else resolved_dtype,
-        attn_implementation=attn_implementation,
-        **kwargs,
-    )
+    try:
+        tokenizer, model = _from_pretrained(source, kwargs, resolved_dtype, attn_implementation)
+    except Exception as error:
+        if not gguf_file or "gguf_file" in kwargs:
+            raise
+        logger.warning(
+            "The converted weights cache %s is damaged (%s: %s); rebuilding it from %s",
+            source,
+            type(error).__name__,
+            error,
+            gguf_file,
+        )
+        _remove_tree(Path(source))
+        source, kwargs = folder, {**kwargs, "gguf_file": gguf_file}
+        tokenizer, model = _from_pretrained(source, kwargs, resolved_dtype, attn_implementation)
     if "gguf_file" in kwargs and use_cache:
         _store_converted(model, tokenizer, converted)
     model = model.to(device=resolved_device, dtype=resolved_dtype)  # type: ignore[call-arg]
@@ -313,6 +319,46 @@ def _load_model(
     return LocalModel(model=model, tokenizer=tokenizer, name=display)
 
 
+def _from_pretrained(source: str, kwargs: dict[str, Any], dtype: Any, attn_implementation: str) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(
+        source,
+        dtype=torch.float32 if "gguf_file" in kwargs else dtype,
+        attn_implementation=attn_implementation,
+        **kwargs,
+    )
+    return tokenizer, model
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_abandoned_staging(target: Path) -> None:
+    """Staging folders of conversions whose process died mid-write (named ``.NAME.PID.HEX.tmp``)."""
+    for leftover in target.parent.glob(f".{target.name}.*.tmp"):
+        parts = leftover.name.rsplit(".", 3)
+        pid = int(parts[1]) if len(parts) == 4 and parts[1].isdigit() else None
+        if pid is not None and pid != os.getpid() and not _process_alive(pid):
+            logger.info("Removing an abandoned conversion folder %s", leftover)
+            _remove_tree(leftover)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _converted_gguf_dir(gguf_path: Path) -> Path:
     stat = gguf_path.stat()
     key = hashlib.sha256(f"{gguf_path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:16]
@@ -322,6 +368,7 @@ def _converted_gguf_dir(gguf_path: Path) -> Path:
 def _store_converted(model: Any, tokenizer: Any, target: Path) -> None:
     """Save de-quantised GGUF weights as safetensors (atomically: a half-written folder is never used)."""
     try:
+        _remove_abandoned_staging(target)
         with staged_path(target) as staging:
             quantization = getattr(model.config, "quantization_config", None)
             if quantization is not None:
