@@ -29,7 +29,7 @@ from infiniretri_integrations.core.scoring import (
     select_sentences,
     token_sentence_index,
 )
-from infiniretri_integrations.core.segmentation import clean_for_tokenizer, segment_documents
+from infiniretri_integrations.core.segmentation import SentenceSplitter, clean_for_tokenizer, segment_documents
 from infiniretri_integrations.core.types import (
     Answer,
     ChunkProgress,
@@ -77,6 +77,8 @@ class InfiniRetriEngine:
         show_progress: progress bar over chunks (``None``: only on an interactive terminal).
         on_forward: called with a :class:`ForwardPass` before every scoring forward pass (what
             is fed to the model); benchmarks and tests use it to see the exact sequences.
+        sentence_splitter: a function from a text to its sentences' character spans (pysbd,
+            NLTK punkt, ...) instead of the built-in splitter; spans are widened to cover the text.
 
     Example:
         >>> engine = InfiniRetriEngine(top_k=100)  # doctest: +SKIP
@@ -97,6 +99,7 @@ class InfiniRetriEngine:
         max_context_tokens: int | None = None,
         show_progress: bool | None = None,
         on_forward: ForwardHook | None = None,
+        sentence_splitter: SentenceSplitter | None = None,
         **config_overrides: Any,
     ) -> None:
         base = config or RetrievalConfig()
@@ -107,6 +110,7 @@ class InfiniRetriEngine:
         self.max_context_tokens = max_context_tokens
         self.show_progress = show_progress
         self.on_forward = on_forward
+        self.sentence_splitter = sentence_splitter
         self._device = device
         self._dtype = dtype
         self._model_source = model
@@ -219,7 +223,9 @@ class InfiniRetriEngine:
         budget = self._cache_budget(cfg, layout, question)
 
         skipped = [i for i, doc in enumerate(docs) if not doc.text.strip()]
-        per_document = segment_documents([doc.text for doc in docs], lm.tokenizer, cfg.max_sentence_tokens)
+        per_document = segment_documents(
+            [doc.text for doc in docs], lm.tokenizer, cfg.max_sentence_tokens, self.sentence_splitter
+        )
         sentences = [s for doc_sentences in per_document for s in doc_sentences]
         chunks = pack_chunks(sentences, cfg.chunk_size)
         total_tokens = sum(s.token_count for s in sentences)

@@ -7,7 +7,7 @@ before a sentence belongs to it, so ``"".join(text[s:e] for s, e in spans) == te
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from infiniretri_integrations.core.types import Sentence
@@ -64,6 +64,9 @@ _ABBREVIATIONS = frozenset(
         "p.m",
     ]
 )
+_SENTENCE_FINAL_ABBREVIATIONS = frozenset(["inc", "ltd", "co", "corp", "etc"])
+"""Abbreviations that often end a sentence: a break after them when a capitalised word follows
+("Acme Corp. Carol moved ..."), as pysbd and punkt do."""
 _LAST_WORD = re.compile(r"([A-Za-z](?:[A-Za-z.]*[A-Za-z])?)\.$")
 
 
@@ -111,6 +114,9 @@ def _is_abbreviation(text: str, dot_index: int) -> bool:
     word = match.group(1)
     if len(word) == 1 and word.isupper():
         return True
+    if word.lower() in _SENTENCE_FINAL_ABBREVIATIONS:
+        following = text[dot_index + 1 :].lstrip()
+        return not (following[:1].isupper() and following[:1].isalpha())
     return word.lower() in _ABBREVIATIONS
 
 
@@ -129,17 +135,53 @@ def clean_for_tokenizer(text: str) -> str:
     return re.sub(r"[\ud800-\udfff]", "\ufffd", text).replace("\x00", " ")
 
 
+SentenceSplitter = Callable[[str], Sequence[tuple[int, int]]]
+"""Any function from a text to the ``(start, end)`` character spans of its sentences, e.g.
+``lambda t: [(s.start, s.end) for s in pysbd.Segmenter(char_span=True).segment(t)]`` or NLTK's
+``PunktSentenceTokenizer().span_tokenize``."""
+
+
+def covering_spans(text: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """A splitter's spans widened so that they cover ``text`` exactly: each sentence takes the
+    text before it (whitespace) and the last one the rest, as :func:`sentence_spans` gives.
+
+    Raises:
+        ValueError: spans out of order, overlapping or outside the text.
+
+    Example:
+        >>> covering_spans("One.  Two. ", [(0, 4), (6, 10)])
+        [(0, 4), (4, 11)]
+    """
+    result: list[tuple[int, int]] = []
+    previous = 0
+    for start, end in spans:
+        if not (previous <= start <= end <= len(text)):
+            msg = f"sentence_splitter returned span {(start, end)!r} out of order or outside a text of {len(text)} characters"
+            raise ValueError(msg)
+        if text[start:end].strip():
+            result.append((previous, end))
+            previous = end
+    if not result:
+        return [(0, len(text))] if text.strip() else []
+    result[-1] = (result[-1][0], len(text))
+    return result
+
+
 def segment_documents(
     texts: Sequence[str],
     tokenizer: _Tokenizer,
     max_sentence_tokens: int,
+    splitter: SentenceSplitter | None = None,
 ) -> list[list[Sentence]]:
     """Split each text into sentences and tokenize them, one batched tokenizer call for all.
 
-    Sentences longer than ``max_sentence_tokens`` are split at a line break, else a space, else a
-    token boundary, so that every piece fits.
+    ``splitter`` replaces the built-in :func:`sentence_spans` (its spans are widened to cover the
+    text). Sentences longer than ``max_sentence_tokens`` are split at a line break, else a
+    space, else a token boundary, so that every piece fits.
     """
-    span_lists = [sentence_spans(text) for text in texts]
+    span_lists = [
+        sentence_spans(text) if splitter is None else covering_spans(text, list(splitter(text))) for text in texts
+    ]
     flat = [(d, s, e) for d, spans in enumerate(span_lists) for s, e in spans]
     if not flat:
         return [[] for _ in texts]
