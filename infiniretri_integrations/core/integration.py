@@ -263,19 +263,22 @@ def keep_best(sentences: Sequence[RetrievedSentence], k: int | None, group_by: G
 
 
 def score_scale(sentences: Sequence[RetrievedSentence]) -> Callable[[float], float]:
-    """Map raw attention scores of one query to 0-1: the best kept sentence scores 1, the others
-    their fraction of it (scores are sums of attention, non-negative).
+    """Map the raw scores of one query's kept sentences to 0-1 (min-max): the best scores 1, the
+    weakest 0. Raw scores are attention sums, fused reciprocal ranks or content-free differences
+    (which can be negative), so only their order within one query means anything.
 
     Example:
-        >>> s = [RetrievedSentence("a", 2.0, 0, None, 0, 0, 1, 1), RetrievedSentence("b", 8.0, 0, None, 1, 1, 2, 1)]
+        >>> s = [RetrievedSentence("a", 2.0, 0, None, 0, 0, 1, 1), RetrievedSentence("b", 8.0, 0, None, 1, 1, 2, 1),
+        ...      RetrievedSentence("c", 5.0, 0, None, 2, 2, 3, 1)]
         >>> scale = score_scale(s)
-        >>> scale(2.0), scale(8.0)
-        (0.25, 1.0)
+        >>> scale(2.0), scale(5.0), scale(8.0)
+        (0.0, 0.5, 1.0)
     """
-    top = max((s.score for s in sentences), default=0.0)
-    if top <= 0:
-        return lambda score: 1.0 if top == score else 0.0
-    return lambda score: max(0.0, min(1.0, score / top))
+    scores = [s.score for s in sentences]
+    top, bottom = max(scores, default=0.0), min(scores, default=0.0)
+    if top <= bottom:
+        return lambda score: 1.0
+    return lambda score: max(0.0, min(1.0, (score - bottom) / (top - bottom)))
 
 
 def select_outputs(

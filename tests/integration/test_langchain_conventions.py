@@ -114,7 +114,7 @@ def test_normalised_scores_threshold_and_k(engine: InfiniRetriEngine) -> None:
     scores = [d.metadata["relevance_score"] for d in normalised]
     assert max(scores) == 1.0 and all(0.0 <= s <= 1.0 for s in scores)
     assert [d.metadata["attention_score"] for d in normalised] == [d.metadata["relevance_score"] for d in raw]
-    assert max(d.metadata["relevance_score"] for d in raw) > 1.0  # raw scores are not on 0-1
+    assert scores != [d.metadata["relevance_score"] for d in raw]  # raw scores are on their own scale
     strong = InfiniRetriRetriever.from_documents(
         DOCS, engine=engine, k=None, normalize_scores=True, score_threshold=0.5
     ).invoke(QUESTION)

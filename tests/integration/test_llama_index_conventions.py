@@ -107,8 +107,8 @@ def test_normalised_scores_and_tokens_per_pass(engine: InfiniRetriEngine) -> Non
     assert [n.node.node_id for n in scaled] == [n.node.node_id for n in raw]
     scores = [n.score for n in scaled]
     assert max(scores) == 1.0 and all(0 <= s <= 1 for s in scores)
-    best = max(n.score for n in raw)
-    assert scores == pytest.approx([n.score / best for n in raw])
+    best, worst = max(n.score for n in raw), min(n.score for n in raw)
+    assert scores == pytest.approx([(n.score - worst) / (best - worst) for n in raw])  # min-max per query
 
 
 # ------------------------------------------------------------------ item 9/10: device
