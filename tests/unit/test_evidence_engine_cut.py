@@ -4,11 +4,10 @@ each budget's cut of that run must equal a run at that budget (tiny model, fast)
 from __future__ import annotations
 
 import pytest
+from test_selection import PASSAGES  # tests/unit is on the path (rootdir conftest, rootless test folders)
 
 from infiniretri_integrations import InfiniRetriEngine
 from infiniretri_integrations.evaluation.evidence import cut_to_budgets
-
-from test_selection import PASSAGES  # tests/unit is on the path (rootdir conftest, rootless test folders)
 
 
 @pytest.mark.parametrize("question", ["How high is Mount Fuji?", "Which river crosses eleven countries?"])
