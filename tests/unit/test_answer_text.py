@@ -89,7 +89,7 @@ def test_keep_best_and_thresholds() -> None:
     assert [s.text for s in keep_best(sentences, 1, "document")] == ["s0.0", "s0.1"]
     kept, scale = select_outputs(sentences, None, "sentence", normalize_scores=True, score_threshold=0.7)
     assert scale is not None and [s.text for s in kept] == ["s0.1", "s2.0"]
-    assert scale(5.0) == 1.0 and scale(1.0) == pytest.approx(0.2)
+    assert scale(5.0) == 1.0 and scale(1.0) == 0.0 and scale(3.0) == pytest.approx(0.5)  # min-max per query
     kept, scale = select_outputs(sentences, None, "sentence", score_threshold=3.5)
     assert scale is None and [s.text for s in kept] == ["s0.1", "s2.0"]
 
