@@ -423,6 +423,13 @@ BUDGET_WORKING_SET_TOKENS = 1024
 ``max_cache_tokens`` says otherwise), so that a small budget still lets later chunks compete with
 a working set; the final result is cut to the budget by the last pass's scores."""
 
+def working_set_tokens(cfg: RetrievalConfig) -> int:
+    """Tokens each budgeted pass carries at least: ``max_cache_tokens``, else
+    :data:`BUDGET_WORKING_SET_TOKENS`. Budgets up to this size run the very same passes and
+    differ only in the final cut."""
+    return cfg.max_cache_tokens or BUDGET_WORKING_SET_TOKENS
+
+
 SHAPE_BUCKET = 64
 """Scoring passes are right-padded to a multiple of this many tokens. Padding after the last real
 token changes no score (attention is causal), and a few dozen distinct sequence lengths, instead
@@ -541,8 +548,7 @@ def _keep(
         scores = rank_fusion(best.to(torch.float64), other, cfg.fusion_weight).to(best.dtype)
     sizes = [s.token_count for s in candidates]
     if cfg.token_budget is not None:
-        working = max(cfg.token_budget, cfg.max_cache_tokens or BUDGET_WORKING_SET_TOKENS)
-        chosen = fill_budget(scores, sizes, working)
+        chosen = fill_budget(scores, sizes, max(cfg.token_budget, working_set_tokens(cfg)))
     elif lexical:
         chosen = fill_budget(scores, sizes, sum(sizes[i] for i in kept.tolist()))
     else:

@@ -348,9 +348,9 @@ def _infiniretri(
     else ``BUDGET_WORKING_SET_TOKENS``) run the very same passes and differ only in the final cut by
     the last scores, so one run at the largest of them serves them all (:func:`cut_to_budgets`);
     larger budgets run on their own."""
-    from infiniretri_integrations.core.engine import BUDGET_WORKING_SET_TOKENS
+    from infiniretri_integrations.core.engine import working_set_tokens
 
-    working = options.get("max_cache_tokens") or bench.engine.config.max_cache_tokens or BUDGET_WORKING_SET_TOKENS
+    working = working_set_tokens(bench.engine.config.replace(**options))
     shared = sorted(b for b in budgets if b <= working)
     runs = [*([shared] if shared else []), *([b] for b in budgets if b > working)]
     selections: dict[int | None, Selection] = {}
