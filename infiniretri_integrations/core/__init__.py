@@ -14,6 +14,7 @@ from infiniretri_integrations.core.models import LocalModel, default_model, load
 from infiniretri_integrations.core.types import (
     Answer,
     ChunkProgress,
+    RetrievalCancelled,
     RetrievalResult,
     RetrievalStats,
     RetrievedSentence,
@@ -43,6 +44,7 @@ __all__ = [
     "ChunkProgress",
     "InfiniRetriEngine",
     "LocalModel",
+    "RetrievalCancelled",
     "RetrievalConfig",
     "RetrievalResult",
     "RetrievalStats",

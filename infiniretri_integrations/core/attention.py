@@ -41,6 +41,9 @@ class _Capture:
     stop_at: int
     keep_heads: bool = False
     rows: dict[int, torch.Tensor] = field(default_factory=dict)
+    batch_spans: tuple[tuple[int, int], ...] | None = None
+    """Batched capture: per sequence ``(row_start, length)``; rows go to ``batch_rows``."""
+    batch_rows: dict[int, list[torch.Tensor]] = field(default_factory=dict)
 
 
 def question_row_probabilities(
@@ -101,7 +104,9 @@ def _capture_attention(
 
     capture = _ACTIVE.get()
     layer = getattr(module, "layer_idx", None)
-    if capture is not None and layer in capture.layers:
+    if capture is not None and layer in capture.layers and capture.batch_spans is not None:
+        capture.batch_rows[layer] = _batch_rows(capture, query, key, attention_mask, scaling, kwargs.get("softcap"))
+    elif capture is not None and layer in capture.layers:
         scale = scaling if scaling is not None else query.shape[-1] ** -0.5
         row_positions = torch.arange(capture.row_start, query.shape[2], device=query.device)
         probabilities = question_row_probabilities(
@@ -120,6 +125,36 @@ def _capture_attention(
         raise _StopForward
     kwargs.pop("softcap", None)
     return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+
+
+def _batch_rows(
+    capture: _Capture,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    attention_mask: Any,
+    scaling: float | None,
+    softcap: float | None,
+) -> list[torch.Tensor]:
+    """Each batched sequence's question rows over its own real keys (heads summed):
+    ``[length - row_start, length]`` per sequence; right padding is never a key."""
+    assert capture.batch_spans is not None
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    mask = attention_mask if isinstance(attention_mask, torch.Tensor) else None
+    rows: list[torch.Tensor] = []
+    for b, (row_start, length) in enumerate(capture.batch_spans):
+        sequence_mask = None if mask is None else mask[b : b + 1] if mask.shape[0] > 1 else mask
+        probabilities = question_row_probabilities(
+            query[b : b + 1, :, row_start:length, :],
+            key[b : b + 1, :, :length, :],
+            torch.arange(row_start, length, device=query.device),
+            sequence_mask,
+            scale,
+            softcap,
+        )
+        if capture.heads is not None:
+            probabilities = probabilities[:, list(capture.heads)]
+        rows.append(probabilities.sum(dim=1)[0])
+    return rows
 
 
 _registered = False
@@ -278,6 +313,47 @@ def forward_through(lm: LocalModel, input_ids: torch.Tensor, layer: int) -> None
     """
     (resolved,) = resolve_layers(layer, lm.num_layers)
     _run_until_stop(lm, input_ids, _Capture(layers=frozenset(), row_start=0, heads=None, stop_at=resolved))
+
+
+def batched_question_attention(
+    lm: LocalModel,
+    input_ids: torch.Tensor,
+    spans: Sequence[tuple[int, int]],
+    layers: Sequence[int],
+    heads: Sequence[int] | None = None,
+) -> list[torch.Tensor]:
+    """Question-row attention of several right-padded sequences in ONE batched forward pass.
+
+    Attention is causal, so the padding after a sequence's last real token changes none of its
+    rows: each result equals :func:`question_attention` of that sequence alone.
+
+    Args:
+        input_ids: ``[batch, padded_length]``, each sequence right-padded.
+        spans: per sequence ``(row_start, length)``: its question rows and real length.
+
+    Returns:
+        Per sequence, ``[length - row_start, length]`` float32 (heads and layers summed).
+    """
+    if len(spans) != input_ids.shape[0]:
+        msg = f"spans has {len(spans)} entries for a batch of {input_ids.shape[0]} sequences"
+        raise ValueError(msg)
+    capture = _Capture(
+        layers=frozenset(layers),
+        row_start=0,
+        heads=tuple(heads) if heads is not None else None,
+        stop_at=max(layers),
+        batch_spans=tuple((int(start), int(length)) for start, length in spans),
+    )
+    _run_until_stop(lm, input_ids, capture)
+    missing = set(layers) - set(capture.batch_rows)
+    if missing:
+        msg = (
+            f"The model never called the attention interface for layer(s) {sorted(missing)}; "
+            f"{type(lm.model).__name__} may not support transformers' AttentionInterface"
+        )
+        raise RuntimeError(msg)
+    per_layer = [capture.batch_rows[layer] for layer in layers]
+    return [sum((rows[b] for rows in per_layer[1:]), per_layer[0][b]) for b in range(len(spans))]
 
 
 def question_attention(

@@ -7,13 +7,18 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from infiniretri_integrations.core.answering import AnswerStream, answer_from, answer_prompt, stream_from
-from infiniretri_integrations.core.attention import question_attention, resolve_layers, shared_prefix_attention
+from infiniretri_integrations.core.attention import (
+    batched_question_attention,
+    question_attention,
+    resolve_layers,
+    shared_prefix_attention,
+)
 from infiniretri_integrations.core.chunking import pack_chunks
 from infiniretri_integrations.core.config import DEFAULT_CHUNK_SIZE, RetrievalConfig
 from infiniretri_integrations.core.lexical import lexical_signal
@@ -34,6 +39,7 @@ from infiniretri_integrations.core.types import (
     Answer,
     ChunkProgress,
     ForwardPass,
+    RetrievalCancelled,
     RetrievalResult,
     RetrievalStats,
     RetrievedSentence,
@@ -196,6 +202,7 @@ class InfiniRetriEngine:
         *,
         on_progress: ProgressCallback | None = None,
         on_forward: ForwardHook | None = None,
+        cancel: threading.Event | None = None,
         **overrides: Any,
     ) -> RetrievalResult:
         """Read ``documents`` chunk by chunk and return the sentences the question attends to.
@@ -207,20 +214,105 @@ class InfiniRetriEngine:
             question: the question (non-empty).
             on_progress: called after each chunk with the progress and the current cache.
             on_forward: called before each scoring forward pass (overrides the engine's hook).
+            cancel: an event checked before every pass; once set, the call raises
+                :class:`RetrievalCancelled` (async adapters set it when their task is cancelled).
             **overrides: per-call :class:`RetrievalConfig` fields.
 
         Returns:
             The kept sentences in document order with scores and character spans, and statistics.
         """
+        (result,) = self._run(documents, [question], overrides, on_progress, on_forward, cancel, False, 1)
+        return result
+
+    def retrieve_many(
+        self,
+        documents: Iterable[DocumentLike] | DocumentLike,
+        questions: Sequence[str],
+        *,
+        share_context: bool = False,
+        batch_size: int | None = None,
+        on_forward: ForwardHook | None = None,
+        cancel: threading.Event | None = None,
+        **overrides: Any,
+    ) -> list[RetrievalResult]:
+        """Several questions over the same documents, reading them once.
+
+        The documents are segmented and tokenized once. By default every question keeps its own
+        working set and the passes of up to ``batch_size`` questions over a chunk run as ONE
+        batched forward (right-padded: attention is causal, so padding changes no score); the
+        results equal one :meth:`retrieve` call per question.
+
+        With ``share_context=True`` the questions share the context of each pass: one working set
+        (the union of every question's kept sentences, each question holding an equal share of
+        the room) and the chunk are encoded once, and each question then runs alone over that
+        encoding. A pass then costs about one question's, whatever the number of questions; the
+        selection differs from :meth:`retrieve` (a question also sees the others' kept
+        sentences, and keeps fewer of its own between passes).
+
+        Args:
+            documents: as for :meth:`retrieve`.
+            questions: the questions (a sequence of non-empty strings).
+            share_context: share each pass's context encoding among the questions (see above).
+            batch_size: questions per batched forward (default: 4); ignored with ``share_context``
+                and with ``content_free`` (one question at a time).
+            on_forward: called before each scoring forward pass, once per question in a batch.
+            cancel: as for :meth:`retrieve`.
+            **overrides: per-call :class:`RetrievalConfig` fields, the same for every question.
+
+        Returns:
+            One :class:`RetrievalResult` per question, in the order of ``questions``;
+            ``stats.seconds`` is the time of the whole call.
+
+        Example:
+            >>> results = engine.retrieve_many(docs, ["Who founded it?", "When?"])  # doctest: +SKIP
+            >>> [len(r.sentences) for r in results]  # doctest: +SKIP
+        """
+        if isinstance(questions, str) or not isinstance(questions, Sequence):
+            msg = (
+                f"questions must be a sequence of strings (a list), got {type(questions).__name__}: "
+                f"{questions!r:.80}; use retrieve() for one question"
+            )
+            raise TypeError(msg)
+        if batch_size is not None and (
+            not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0
+        ):
+            msg = f"batch_size must be a positive integer or None, got {batch_size!r}"
+            raise ValueError(msg)
+        if not questions:
+            return []
+        return self._run(
+            documents,
+            list(questions),
+            overrides,
+            None,
+            on_forward,
+            cancel,
+            share_context,
+            batch_size or DEFAULT_BATCH_SIZE,
+        )
+
+    def _run(
+        self,
+        documents: Iterable[DocumentLike] | DocumentLike,
+        questions: list[str],
+        overrides: Mapping[str, Any],
+        on_progress: ProgressCallback | None,
+        on_forward: ForwardHook | None,
+        cancel: threading.Event | None,
+        share_context: bool,
+        batch_size: int,
+    ) -> list[RetrievalResult]:
         started = time.perf_counter()
         docs = normalize_documents(documents)
-        question = validate_question(question)
+        questions = [validate_question(q) for q in questions]
         cfg = self.config.replace(**overrides) if overrides else self.config
         lm = self.scoring_local_model
         layers, heads = self.scoring_setup(cfg)
-        layout = build_layout(lm.tokenizer, cfg, question)
-        cfg = self._fit_default_chunk(cfg, layout)
-        budget = self._cache_budget(cfg, layout, question)
+        layouts = [build_layout(lm.tokenizer, cfg, q) for q in questions]
+        cfg = self._fit_default_chunk(cfg, max(layouts, key=lambda layout: layout.fixed_tokens))
+        budgets = [self._cache_budget(cfg, layout, q) for layout, q in zip(layouts, questions, strict=True)]
+        if share_context:
+            budgets = [min(budgets) // len(questions)] * len(questions)
 
         skipped = [i for i, doc in enumerate(docs) if not doc.text.strip()]
         per_document = segment_documents(
@@ -229,43 +321,41 @@ class InfiniRetriEngine:
         sentences = [s for doc_sentences in per_document for s in doc_sentences]
         chunks = pack_chunks(sentences, cfg.chunk_size)
         total_tokens = sum(s.token_count for s in sentences)
-        stats = RetrievalStats(
-            documents=len(docs),
-            skipped_documents=skipped,
-            sentences=len(sentences),
-            input_tokens=total_tokens,
-            chunks=len(chunks),
-            scoring_layers=layers,
-        )
         if skipped:
             logger.info("Skipped %d empty document(s): %s", len(skipped), skipped)
 
-        lexical = _lexical_scores(sentences, question, cfg)
-        attention: dict[Sentence, float] = {}
-        scorer = _PassScorer(lm, cfg, layout, layers, heads, on_forward or self.on_forward)
-        cache: list[_Kept] = []
-        weights: torch.Tensor | None = None
+        hook = on_forward or self.on_forward
+        runs = [
+            _QuestionRun(
+                question,
+                budget,
+                _PassScorer(lm, cfg, layout, layers, heads, hook),
+                _lexical_scores(sentences, question, cfg),
+            )
+            for question, layout, budget in zip(questions, layouts, budgets, strict=True)
+        ]
         read = 0
         bar = self._progress_bar(len(chunks))
         try:
             for index, chunk in enumerate(chunks):
-                candidates = [*(k.sentence for k in cache), *chunk]
-                context_ids = [t for s in candidates for t in s.token_ids]
-                scores, weights = scorer.score(index, context_ids, weights)
-                token_sentence = token_sentence_index([s.token_count for s in candidates])
-                pass_lexical = lexical if cfg.fusion_stage == "pass" else {}
-                kept = _keep(candidates, scores, token_sentence, pass_lexical, cfg, attention)
-                cache = _fit_budget(kept, budget)
+                if cancel is not None and cancel.is_set():
+                    msg = f"retrieval cancelled before pass {index + 1} of {len(chunks)}"
+                    raise RetrievalCancelled(msg)
+                if share_context:
+                    _shared_pass(runs, index, chunk, cfg)
+                elif cfg.content_free or batch_size == 1:
+                    for run in runs:
+                        candidates = run.candidates(chunk)
+                        scores, run.weights = run.scorer.score(index, _ids(candidates), run.weights)
+                        run.keep(candidates, scores, cfg)
+                else:
+                    for group in (runs[i : i + batch_size] for i in range(0, len(runs), batch_size)):
+                        _batched_pass(group, index, chunk, cfg)
                 read += sum(s.token_count for s in chunk)
-                logger.debug(
-                    "chunk %d/%d: %d context tokens, kept %d sentences",
-                    index + 1,
-                    len(chunks),
-                    len(context_ids),
-                    len(cache),
-                )
+                logger.debug("chunk %d/%d: kept %s sentences", index + 1, len(chunks), [len(r.cache) for r in runs])
                 bar.update(1)
                 if on_progress is not None:
+                    cache = runs[0].cache
                     on_progress(
                         ChunkProgress(
                             chunk_index=index,
@@ -281,24 +371,36 @@ class InfiniRetriEngine:
             bar.close()
 
         reader_tokens = self._reader_token_counts(sentences)
-        if lexical and cfg.fusion_stage == "final":
-            amount = cfg.token_budget or sum(reader_tokens(k.sentence) for k in cache)
-            cache = _fuse_final(attention, lexical, cfg, amount, reader_tokens)
-        if cfg.token_budget is not None:
-            cache = _fit_budget(cache, cfg.token_budget, reader_tokens)
-        retrieved = [_retrieved(k, docs, reader_tokens(k.sentence)) for k in cache]
-        stats.kept_sentences = len(retrieved)
-        stats.kept_tokens = sum(s.token_count for s in retrieved)
-        stats.seconds = time.perf_counter() - started
-        logger.info(
-            "Read %d tokens in %d chunks, kept %d sentences (%d tokens) in %.1fs",
-            stats.input_tokens,
-            stats.chunks,
-            stats.kept_sentences,
-            stats.kept_tokens,
-            stats.seconds,
-        )
-        return RetrievalResult(question=question, sentences=retrieved, stats=stats, documents=docs)
+        results = []
+        for run in runs:
+            cache = run.cache
+            if run.lexical and cfg.fusion_stage == "final":
+                amount = cfg.token_budget or sum(reader_tokens(k.sentence) for k in cache)
+                cache = _fuse_final(run.attention, run.lexical, cfg, amount, reader_tokens)
+            if cfg.token_budget is not None:
+                cache = _fit_budget(cache, cfg.token_budget, reader_tokens)
+            retrieved = [_retrieved(k, docs, reader_tokens(k.sentence)) for k in cache]
+            stats = RetrievalStats(
+                documents=len(docs),
+                skipped_documents=list(skipped),
+                sentences=len(sentences),
+                input_tokens=total_tokens,
+                chunks=len(chunks),
+                scoring_layers=layers,
+                kept_sentences=len(retrieved),
+                kept_tokens=sum(s.token_count for s in retrieved),
+                seconds=time.perf_counter() - started,
+            )
+            logger.info(
+                "Read %d tokens in %d chunks, kept %d sentences (%d tokens) in %.1fs",
+                stats.input_tokens,
+                stats.chunks,
+                stats.kept_sentences,
+                stats.kept_tokens,
+                stats.seconds,
+            )
+            results.append(RetrievalResult(question=run.question, sentences=retrieved, stats=stats, documents=docs))
+        return results
 
     def _reader_token_counts(self, sentences: Sequence[Sentence]) -> Callable[[Sentence], int]:
         """Sentence sizes in the answering model's tokens (the scoring model's when it answers too)."""
@@ -423,6 +525,7 @@ BUDGET_WORKING_SET_TOKENS = 1024
 ``max_cache_tokens`` says otherwise), so that a small budget still lets later chunks compete with
 a working set; the final result is cut to the budget by the last pass's scores."""
 
+
 def working_set_tokens(cfg: RetrievalConfig) -> int:
     """Tokens each budgeted pass carries at least: ``max_cache_tokens``, else
     :data:`BUDGET_WORKING_SET_TOKENS`. Budgets up to this size run the very same passes and
@@ -485,6 +588,91 @@ class _PassScorer:
             return context_scores(rows, context_start, context_end, weights, self.cfg.phrase_window), weights
         scores = content_free_scores(rows, neutral_rows, context_start, context_end, weights, self.cfg.phrase_window)
         return scores, weights
+
+
+DEFAULT_BATCH_SIZE = 4
+"""Questions per batched forward in :meth:`InfiniRetriEngine.retrieve_many`."""
+
+
+@dataclass
+class _QuestionRun:
+    """One question's state through the chunk loop."""
+
+    question: str
+    budget: int
+    scorer: _PassScorer
+    lexical: dict[Sentence, float]
+    attention: dict[Sentence, float] = field(default_factory=dict)
+    cache: list[_Kept] = field(default_factory=list)
+    weights: torch.Tensor | None = None
+
+    def candidates(self, chunk: Sequence[Sentence]) -> list[Sentence]:
+        return [*(k.sentence for k in self.cache), *chunk]
+
+    def keep(self, candidates: Sequence[Sentence], scores: torch.Tensor, cfg: RetrievalConfig) -> None:
+        """This pass's selection among ``candidates``, cut to the question's working-set budget."""
+        token_sentence = token_sentence_index([s.token_count for s in candidates])
+        pass_lexical = self.lexical if cfg.fusion_stage == "pass" else {}
+        kept = _keep(candidates, scores, token_sentence, pass_lexical, cfg, self.attention)
+        self.cache = _fit_budget(kept, self.budget)
+
+
+def _ids(sentences: Sequence[Sentence]) -> list[int]:
+    return [t for s in sentences for t in s.token_ids]
+
+
+def _batched_pass(runs: Sequence[_QuestionRun], index: int, chunk: Sequence[Sentence], cfg: RetrievalConfig) -> None:
+    """One pass of several questions, each over its own working set and the chunk, as ONE
+    right-padded batched forward (identical scores to one forward per question)."""
+    candidates = [run.candidates(chunk) for run in runs]
+    assembled = [run.scorer.layout.assemble(_ids(c)) for run, c in zip(runs, candidates, strict=True)]
+    first = runs[0].scorer
+    width = -(-max(len(ids) for ids, *_ in assembled) // SHAPE_BUCKET) * SHAPE_BUCKET
+    fed = torch.tensor([ids + [first.pad_id] * (width - len(ids)) for ids, *_ in assembled])
+    if first.hook is not None:
+        for row, (ids, _, _, question_start) in enumerate(assembled):
+            first.hook(ForwardPass(index, fed[row : row + 1], len(ids), question_start, first.layers))
+    spans = [(question_start, len(ids)) for ids, _, _, question_start in assembled]
+    rows = batched_question_attention(first.lm, fed, spans, first.layers, first.heads)
+    for run, sentences, (_, context_start, context_end, question_start), question_rows in zip(
+        runs, candidates, assembled, rows, strict=True
+    ):
+        question_rows = question_rows.cpu()
+        if run.weights is None and cfg.question_weights:
+            run.weights = question_weights(question_rows, question_start)
+        scores = context_scores(question_rows, context_start, context_end, run.weights, cfg.phrase_window)
+        run.keep(sentences, scores, cfg)
+
+
+def _shared_pass(runs: Sequence[_QuestionRun], index: int, chunk: Sequence[Sentence], cfg: RetrievalConfig) -> None:
+    """One pass of several questions over ONE shared context: the union of their working sets
+    and the chunk, encoded once; each question (and, with ``content_free``, the content-free
+    question) then runs alone over that encoding."""
+    union = sorted({k.sentence for run in runs for k in run.cache}, key=lambda s: (s.document_index, s.sentence_index))
+    candidates = [*union, *chunk]
+    first = runs[0].scorer
+    layout = first.layout
+    ids, context_start, context_end, question_start = layout.assemble(_ids(candidates))
+    prefix = torch.tensor([ids[:question_start]])
+    suffixes = [torch.tensor([[*run.scorer.layout.question, *run.scorer.layout.tail]]) for run in runs]
+    if first.neutral is not None:
+        suffixes.append(first.neutral)
+    if first.hook is not None:
+        for suffix in suffixes[: len(runs)]:
+            fed = torch.cat([prefix, suffix], dim=1)
+            first.hook(ForwardPass(index, fed, fed.shape[1], question_start, first.layers))
+    rows = [r.cpu() for r in shared_prefix_attention(first.lm, prefix, suffixes, first.layers, first.heads)]
+    neutral_rows = rows[len(runs)] if first.neutral is not None else None
+    for run, question_rows in zip(runs, rows, strict=False):
+        if run.weights is None and cfg.question_weights:
+            run.weights = question_weights(question_rows, question_start)
+        if neutral_rows is None:
+            scores = context_scores(question_rows, context_start, context_end, run.weights, cfg.phrase_window)
+        else:
+            scores = content_free_scores(
+                question_rows, neutral_rows, context_start, context_end, run.weights, cfg.phrase_window
+            )
+        run.keep(candidates, scores, cfg)
 
 
 CONTENT_FREE_QUESTION = "N/A"

@@ -178,3 +178,10 @@ def join_sentences(sentences: list[RetrievedSentence]) -> str:
         parts.append(text)
         previous = sentence
     return "".join(parts).strip()
+
+
+class RetrievalCancelled(Exception):
+    """A retrieval stopped early because its ``cancel`` event was set (checked between passes).
+
+    The model lock is free again when this is raised: the next call runs normally.
+    """
