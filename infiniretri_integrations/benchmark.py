@@ -359,6 +359,22 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="also measure the engine, floor and reference with the same weights in these dtypes (e.g. float32)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write all measurements here")
+    parser.add_argument(
+        "--throughput",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="instead: throughput of N questions over one corpus (e.g. 1 4 16), one call per question vs retrieve_many",
+    )
+    parser.add_argument(
+        "--throughput-tokens", type=int, default=32000, help="corpus length for --throughput (default 32000)"
+    )
+    parser.add_argument(
+        "--modes",
+        default="sequential,batched,shared",
+        help="--throughput modes, comma-separated (sequential, batched, shared)",
+    )
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
@@ -380,6 +396,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
         (name, model_from_args(argparse.Namespace(**{**vars(args), "dtype": name}))) for name in args.compare_dtypes
     ]
     haystack = load_haystack(args.essays)
+    if args.throughput:
+        return _run_throughput(args, lm, haystack)
     machine = f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads, {lm.device}, {lm.dtype}".strip()
     print(f"# {lm.name} on {machine}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}")
     results = run(
@@ -394,6 +412,30 @@ def run_benchmark(args: argparse.Namespace) -> int:
             "date": time.strftime("%Y-%m-%d %H:%M"),
             "torch": torch.__version__,
             "results": [asdict(r) | {"seconds_per_1k": r.seconds_per_1k} for r in results],
+            "table": table,
+        }
+        write_atomic(args.json, json.dumps(payload, indent=1))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def _run_throughput(args: argparse.Namespace, lm: LocalModel, haystack: str) -> int:
+    from infiniretri_integrations.evaluation.throughput import run_throughput, throughput_table
+
+    corpus = build_case(haystack, lm.tokenizer, args.throughput_tokens, 50).text
+    machine = f"{platform.machine()} {torch.get_num_threads()} threads, {lm.device}, {lm.dtype}"
+    print(f"# throughput: {lm.name} on {machine}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}")
+    engine = InfiniRetriEngine(lm, show_progress=False)
+    rows = run_throughput(engine, corpus, sorted(set(args.throughput)), [m for m in args.modes.split(",") if m])
+    table = throughput_table(rows)
+    print("\n" + table)
+    if args.json:
+        payload = {
+            "model": lm.name,
+            "machine": machine,
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            "torch": torch.__version__,
+            "throughput": [asdict(r) | {"question_tokens_per_second": r.question_tokens_per_second} for r in rows],
             "table": table,
         }
         write_atomic(args.json, json.dumps(payload, indent=1))

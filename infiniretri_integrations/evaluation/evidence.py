@@ -350,15 +350,22 @@ def _infiniretri(
     larger budgets run on their own."""
     from infiniretri_integrations.core.engine import working_set_tokens
 
+    options = dict(options)
+    share_context = bool(options.pop("share_context", False))
     working = working_set_tokens(bench.engine.config.replace(**options))
     shared = sorted(b for b in budgets if b <= working)
     runs = [*([shared] if shared else []), *([b] for b in budgets if b > working)]
     selections: dict[int | None, Selection] = {}
     for run_budgets in runs:
         started = time.perf_counter()
-        result = bench.engine.retrieve([sample.text], sample.question, token_budget=max(run_budgets), **options)
-        seconds = time.perf_counter() - started
+        if share_context:
+            result, seconds, sharing = bench.shared_retrieval(sample, max(run_budgets), options)
+        else:
+            result = bench.engine.retrieve([sample.text], sample.question, token_budget=max(run_budgets), **options)
+            seconds = time.perf_counter() - started
         extra = {"scoring_layers": list(result.stats.scoring_layers), "chunks": result.stats.chunks}
+        if share_context:
+            extra["questions_sharing"] = sharing
         for budget, kept in cut_to_budgets(result.sentences, run_budgets).items():
             selections[budget] = Selection(
                 spans=[(s.start, s.end) for s in kept],
@@ -516,6 +523,9 @@ class EvidenceBench:
         self._embedding_cache: dict[str, list[float]] = {}
         self._units: dict[tuple[str, int], Any] = {}
         self._reference: Any = None
+        self._shared: dict[Any, Any] = {}
+        self.samples: list[EvidenceSample] = []
+        """Every sample of the run (``share_context`` variants group them by text)."""
 
     @property
     def tokenizer(self) -> Any:
@@ -534,6 +544,25 @@ class EvidenceBench:
                 **self.engine_options,
             )
         return self._engine
+
+    def shared_retrieval(self, sample: EvidenceSample, budget: int, options: dict[str, Any]) -> tuple[Any, float, int]:
+        """``sample``'s retrieval from ONE ``retrieve_many(share_context=True)`` over every sample
+        of :attr:`samples` with the same text (run on the first of them, kept for the others);
+        the seconds are the call's, divided by the number of questions."""
+        key = (hash(sample.text), budget, json.dumps(options, sort_keys=True))
+        if key not in self._shared:
+            group = [s for s in self.samples if s.text == sample.text] or [sample]
+            questions = list(dict.fromkeys(s.question for s in group))
+            started = time.perf_counter()
+            results = self.engine.retrieve_many(
+                [sample.text], questions, share_context=True, token_budget=budget, **options
+            )
+            seconds = (time.perf_counter() - started) / len(questions)
+            if len(self._shared) > 16:
+                self._shared.clear()
+            self._shared[key] = (dict(zip(questions, results, strict=True)), seconds, len(questions))
+        by_question, seconds, sharing = self._shared[key]
+        return by_question[sample.question], seconds, sharing
 
     @property
     def max_sentence_tokens(self) -> int:
@@ -691,6 +720,7 @@ def run_benchmark(
     without a reader F1 (new or resumed) get one.
     """
     path = Path(results_path)
+    bench.samples = list(samples)
     data = read_results(path, RESULTS_KEY, "evidence")
     meta = dict(meta or {})
     old = data.get("meta", {})

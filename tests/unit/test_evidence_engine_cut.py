@@ -22,3 +22,29 @@ def test_cuts_of_one_run_equal_runs_at_each_budget(tiny_llama, question, fusion)
             (s.document_index, s.sentence_index) for s in alone.sentences
         ]
         assert sum(s.token_count for s in kept) <= budget
+
+
+def test_share_context_variant_runs_one_call_per_text_and_matches_retrieve_many(tiny_llama, monkeypatch):
+    from infiniretri_integrations.evaluation.evidence import EvidenceBench, _infiniretri
+    from infiniretri_integrations.evaluation.evidence_data import EvidenceSample
+
+    questions = ["How high is Mount Fuji?", "Which river crosses eleven countries?", "Where is the Thames?"]
+    samples = [EvidenceSample("leval", f"doc-{i}", q, ("x",), PASSAGES, "test") for i, q in enumerate(questions)] + [
+        EvidenceSample("leval", "other", questions[0], ("x",), PASSAGES[::-1], "test")
+    ]
+    bench = EvidenceBench(tiny_llama, engine_options={"chunk_size": 96, "top_k": 8, "max_sentence_tokens": 48})
+    bench.samples = samples
+    calls: list[list[str]] = []
+    original = bench.engine.retrieve_many
+
+    def counting(documents, qs, **options):
+        calls.append(list(qs))
+        return original(documents, qs, **options)
+
+    monkeypatch.setattr(bench.engine, "retrieve_many", counting)
+    selections = [_infiniretri(bench, s, [128], {"share_context": True}) for s in samples]
+    assert calls == [questions, [questions[0]]]  # one call for the three questions of the shared text
+    expected = original([PASSAGES], questions, share_context=True, token_budget=128)
+    for selection, result in zip(selections, expected, strict=False):
+        assert selection[128].spans == [(s.start, s.end) for s in result.sentences]
+        assert selection[128].extra["questions_sharing"] == 3
