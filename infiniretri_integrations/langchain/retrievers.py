@@ -2,24 +2,39 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from typing import Any
 
-from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForRetrieverRun,
+    CallbackManager,
+    CallbackManagerForRetrieverRun,
+    dispatch_custom_event,
+)
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import get_config_list
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from infiniretri_integrations.core.integration import GroupBy, select_outputs
+from infiniretri_integrations.core.integration import GroupBy, run_cancellable, select_outputs
 from infiniretri_integrations.core.types import RetrievalResult
 from infiniretri_integrations.langchain._documents import (
     build_documents,
     check_documents,
     check_group_by,
     check_k,
+    to_engine_documents,
 )
 from infiniretri_integrations.langchain._options import InfiniRetriOptions, OutputOptions
-from infiniretri_integrations.langchain._reporting import aretrieve_and_report, retrieve_and_report, retriever_config
+from infiniretri_integrations.langchain._reporting import (
+    SENTENCES_EVENT,
+    aretrieve_and_report,
+    retrieve_and_report,
+    retriever_config,
+    sentences_payload,
+)
 
 
 class InfiniRetriRetriever(InfiniRetriOptions, OutputOptions, BaseRetriever):
@@ -81,6 +96,9 @@ class InfiniRetriRetriever(InfiniRetriOptions, OutputOptions, BaseRetriever):
     """Number of Documents returned (best scores, document order); ``None``: all kept."""
     group_by: GroupBy = "sentence"
     """``"sentence"``: one Document per kept sentence; ``"document"``: one per source document."""
+    share_context: bool = False
+    """In ``batch``/``abatch``: encode each pass's context once for all the queries
+    (``retrieve_many(share_context=True)``: faster, a different selection than ``invoke``)."""
 
     @field_validator("docs", mode="before")
     @classmethod
@@ -104,10 +122,19 @@ class InfiniRetriRetriever(InfiniRetriOptions, OutputOptions, BaseRetriever):
     ) -> InfiniRetriRetriever:
         """Build from texts, with optional per-text metadata and ids (as ``BM25Retriever``).
 
+        A single string is one text (not one text per character), with ``metadatas`` a dict and
+        ``ids`` a string or lists of one.
+
         Example:
             >>> InfiniRetriRetriever.from_texts(["a.", "b."], ids=["x", "y"]).docs[1].id
             'y'
+            >>> len(InfiniRetriRetriever.from_texts("One text. Two sentences.").docs)
+            1
         """
+        if isinstance(texts, str):
+            texts = [texts]
+            metadatas = [metadatas] if isinstance(metadatas, dict) else metadatas
+            ids = [ids] if isinstance(ids, str) else ids
         texts = list(texts)
         metadata_list = list(metadatas) if metadatas is not None else [{} for _ in texts]
         id_list = list(ids) if ids is not None else [None for _ in texts]
@@ -163,3 +190,105 @@ class InfiniRetriRetriever(InfiniRetriOptions, OutputOptions, BaseRetriever):
         config = retriever_config(run_manager)
         result = await aretrieve_and_report(self.get_engine(), self.docs, query, self.retrieval_options(), config)
         return self._select(result, k)
+
+    # ------------------------------------------------------------------ many queries
+    def batch(
+        self,
+        inputs: list[str],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """Answer all ``inputs`` in ONE read of the corpus
+        (:meth:`~infiniretri_integrations.InfiniRetriEngine.retrieve_many`): each query keeps its
+        own working set and the queries' passes run as batched forwards, so the Documents equal
+        those of one ``invoke`` per query (with ``share_context=True`` the passes also share their
+        context encoding: faster, a different selection). Every query gets its own retriever run
+        (callbacks, tags, ``run_name`` from its config); an invalid query fails alone with
+        ``return_exceptions=True``.
+
+        Example:
+            >>> retriever.batch(["Where does Bob live?", "What does Alice like?"])  # doctest: +SKIP
+        """
+        return self._batch(inputs, config, return_exceptions, kwargs)
+
+    async def abatch(
+        self,
+        inputs: list[str],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Any]:
+        """Async :meth:`batch`: runs in a worker thread; cancelling the awaiting task stops the
+        chunk loop before its next pass."""
+        return await run_cancellable(self._batch, inputs, config, return_exceptions, kwargs)
+
+    def _batch(
+        self,
+        inputs: list[str],
+        config: RunnableConfig | list[RunnableConfig] | None,
+        return_exceptions: bool,
+        kwargs: dict[str, Any],
+        cancel: threading.Event | None = None,
+    ) -> list[Any]:
+        if not inputs:
+            return []
+        unknown = set(kwargs) - {"k"}
+        if unknown:
+            msg = f"Unknown batch option(s) {sorted(unknown)}; expected only 'k'"
+            raise TypeError(msg)
+        from infiniretri_integrations.core.engine import validate_question
+
+        configs = get_config_list(config, len(inputs))
+        managers = [self._start_run(query, run_config) for query, run_config in zip(inputs, configs, strict=True)]
+        outputs: list[Any] = [None] * len(inputs)
+        valid: list[int] = []
+        for index, query in enumerate(inputs):
+            try:
+                validate_question(query)
+                valid.append(index)
+            except (TypeError, ValueError) as error:
+                managers[index].on_retriever_error(error)
+                if not return_exceptions:
+                    raise
+                outputs[index] = error
+        if valid and self.docs:
+            try:
+                results = self.get_engine().retrieve_many(
+                    to_engine_documents(self.docs),
+                    [inputs[i] for i in valid],
+                    share_context=self.share_context,
+                    cancel=cancel,
+                    **self.retrieval_options(),
+                )
+            except Exception as error:
+                for index in valid:
+                    managers[index].on_retriever_error(error)
+                if not return_exceptions:
+                    raise
+                for index in valid:
+                    outputs[index] = error
+                return outputs
+            for index, result in zip(valid, results, strict=True):
+                child = retriever_config(managers[index])
+                dispatch_custom_event(SENTENCES_EVENT, sentences_payload(result), config=child)  # type: ignore[arg-type]
+                outputs[index] = self._select(result, kwargs.get("k"))
+        for index in valid:
+            if outputs[index] is None:
+                outputs[index] = []
+            managers[index].on_retriever_end(outputs[index])
+        return outputs
+
+    def _start_run(self, query: str, config: RunnableConfig) -> CallbackManagerForRetrieverRun:
+        """A retriever run for one query of a batch, configured as ``invoke`` configures it."""
+        manager = CallbackManager.configure(
+            config.get("callbacks"),
+            None,
+            inheritable_tags=config.get("tags"),
+            local_tags=self.tags,
+            inheritable_metadata={**(config.get("metadata") or {}), **self._get_ls_params()},
+            local_metadata=self.metadata,
+        )
+        return manager.on_retriever_start(None, query, name=config.get("run_name") or self.get_name())
