@@ -240,9 +240,12 @@ def run(
     config: RetrievalConfig,
     compare_last_layer: bool,
     log: Callable[[str], None] = print,
+    extra_variants: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> list[Measurement]:
     """Measure every method on every case. ``models`` are (label, model) pairs holding the same
-    weights in different dtypes; the first is the primary one (methods without a ``[label]``)."""
+    weights in different dtypes; the first is the primary one (methods without a ``[label]``).
+    ``extra_variants`` are (name, options) engine variants measured beside the defaults as
+    ``engine[name]`` (primary model only), each with its own floor."""
     results: list[Measurement] = []
     for _, lm in models:
         warm = build_case(haystack, lm.tokenizer, 2000, 50)
@@ -253,9 +256,11 @@ def run(
             case = build_case(haystack, primary_lm.tokenizer, length, depth)
             for index, (label, lm) in enumerate(models):
                 suffix = "" if index == 0 else f"[{label}]"
-                variants = [(f"engine{suffix}", config)]
+                variants: list[tuple[str, RetrievalConfig]] = [(f"engine{suffix}", config)]
                 if compare_last_layer and length in reference_lengths and index == 0:
                     variants.append(("engine_last_layer", config.replace(scoring_layer=-1)))
+                if index == 0:
+                    variants += [(f"engine[{name}]", config.replace(**options)) for name, options in extra_variants]
                 engines: dict[str, tuple[Measurement, list[str]]] = {}
                 for name, variant_config in variants:
                     measurement, passes, kept = run_engine(lm, case.text, case.question, variant_config, case.needle)
@@ -360,6 +365,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", type=Path, default=None, help="write all measurements here")
     parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="an engine variant measured beside the defaults as engine[NAME], e.g. c1024='{\"chunk_size\": 1024}' (repeatable)",
+    )
+    parser.add_argument(
         "--throughput",
         type=int,
         nargs="+",
@@ -401,7 +413,14 @@ def run_benchmark(args: argparse.Namespace) -> int:
     machine = f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads, {lm.device}, {lm.dtype}".strip()
     print(f"# {lm.name} on {machine}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}")
     results = run(
-        models, haystack, args.lengths, reference_lengths, args.depths, RetrievalConfig(), not args.no_last_layer
+        models,
+        haystack,
+        args.lengths,
+        reference_lengths,
+        args.depths,
+        RetrievalConfig(),
+        not args.no_last_layer,
+        extra_variants=[_parse_variant(v) for v in args.variant],
     )
     table = summary_table(results)
     print("\n" + table)
@@ -417,6 +436,19 @@ def run_benchmark(args: argparse.Namespace) -> int:
         write_atomic(args.json, json.dumps(payload, indent=1))
         print(f"\nwrote {args.json}")
     return 0
+
+
+def _parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    name, _, options = text.partition("=")
+    try:
+        parsed = json.loads(options)
+    except json.JSONDecodeError:
+        parsed = None
+    if not name or not isinstance(parsed, dict):
+        msg = f"--variant must be NAME='{{\"option\": value}}', got {text!r}"
+        raise ValueError(msg)
+    RetrievalConfig(**parsed)  # validates the options now, not after the first measurement
+    return name, parsed
 
 
 def _run_throughput(args: argparse.Namespace, lm: LocalModel, haystack: str) -> int:

@@ -24,3 +24,13 @@ def test_sentence_agreement() -> None:
     assert sentence_agreement(["Alice is here. Bob is there."], "Alice is here.  Bob is there.") == 1.0
     assert sentence_agreement(["Alice is here."], "Bob is there.") == 0.0
     assert sentence_agreement(["Alice is here. Carol left."], "Alice is here. Bob is there.") == 1 / 3
+
+
+def test_variant_option_is_parsed_and_validated():
+    from infiniretri_integrations.benchmark import _parse_variant
+
+    assert _parse_variant('c1024={"chunk_size": 1024}') == ("c1024", {"chunk_size": 1024})
+    with pytest.raises(ValueError, match="--variant must be NAME="):
+        _parse_variant("c1024")
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer, got 0"):
+        _parse_variant('bad={"chunk_size": 0}')
