@@ -27,6 +27,8 @@ def test_sentence_agreement() -> None:
 
 
 def test_variant_option_is_parsed_and_validated():
+    import pytest
+
     from infiniretri_integrations.benchmark import _parse_variant
 
     assert _parse_variant('c1024={"chunk_size": 1024}') == ("c1024", {"chunk_size": 1024})
