@@ -253,14 +253,15 @@ class DocumentRetriever:
                 msg = f"document {doc_id!r}: {self.text_column!r} must be a string, got {type(text).__name__}: {text!r:.80}"
                 raise TypeError(msg)
             document = SourceDocument(text=text, id=str(doc_id))
+            questions = list(questions)
             try:
-                results = self.engine.retrieve_many([document], list(questions), share_context=self.share_context)
+                results = self.engine.retrieve_many([document], questions, share_context=self.share_context)
             except (TypeError, ValueError) as error:
                 msg = f"document {doc_id!r}: {error}"
                 raise type(error)(msg) from error
-            for result in results:
+            for question, result in zip(questions, results, strict=True):
                 rows.append(row)
-                values[self.question_column].append(result.question)
+                values[self.question_column].append(question)  # as given (the engine strips whitespace)
                 values["kept_text"].append(result.context)
                 values["sentences"].append([s.text for s in result.sentences])
                 values["starts"].append([s.start for s in result.sentences])
