@@ -6,11 +6,12 @@ itself (stop conditions, repetition guard, echo stripping) is :mod:`core.generat
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from infiniretri_integrations.core.config import RetrievalConfig
-from infiniretri_integrations.core.generation import generate, stream_generate
+from infiniretri_integrations.core.generation import TokenStream, generate, stream_generate
 from infiniretri_integrations.core.models import LocalModel
 from infiniretri_integrations.core.prompting import build_layout, truncate_middle
 from infiniretri_integrations.core.segmentation import clean_for_tokenizer
@@ -49,14 +50,20 @@ def answer_from(
     *,
     stop: Sequence[str] | str | None = None,
     generate_kwargs: Mapping[str, Any] | None = None,
+    cancel: threading.Event | None = None,
     **overrides: Any,
 ) -> Answer:
-    """Answer from an existing retrieval (or any context string) with the engine's model."""
+    """Answer from an existing retrieval (or any context string) with the engine's model.
+
+    ``cancel``: an event checked after every generated token (see :func:`generate`).
+    """
     result = retrieval if isinstance(retrieval, RetrievalResult) else context_only(retrieval, question)
     question = question if question is not None else result.question
     cfg = engine.config.replace(**overrides) if overrides else engine.config
     ids = engine.build_answer_prompt(result.context, question, **overrides)
-    generated = generate(engine.local_model, ids, cfg.max_new_tokens, stop=stop, generate_kwargs=generate_kwargs)
+    generated = generate(
+        engine.local_model, ids, cfg.max_new_tokens, stop=stop, generate_kwargs=generate_kwargs, cancel=cancel
+    )
     return Answer(
         text=generated.text,
         retrieval=result,
@@ -72,19 +79,28 @@ def stream_from(
     *,
     stop: Sequence[str] | str | None = None,
     generate_kwargs: Mapping[str, Any] | None = None,
+    cancel: threading.Event | None = None,
     **overrides: Any,
-) -> Iterator[str]:
-    """The answer's text pieces for an existing retrieval (or context string), as generated."""
+) -> TokenStream:
+    """The answer's text pieces for an existing retrieval (or context string), as generated
+    (a :class:`~infiniretri_integrations.core.generation.TokenStream`: ``close()`` stops it)."""
     result = retrieval if isinstance(retrieval, RetrievalResult) else context_only(retrieval, question)
     question = question if question is not None else result.question
     cfg = engine.config.replace(**overrides) if overrides else engine.config
     ids = engine.build_answer_prompt(result.context, question, **overrides)
-    return stream_generate(engine.local_model, ids, cfg.max_new_tokens, stop=stop, generate_kwargs=generate_kwargs)
+    return stream_generate(
+        engine.local_model, ids, cfg.max_new_tokens, stop=stop, generate_kwargs=generate_kwargs, cancel=cancel
+    )
 
 
 class AnswerStream(Iterator[str]):
     """Text pieces of an answer as they are generated; ``retrieval`` holds the kept sentences
-    and ``text`` the answer so far."""
+    and ``text`` the answer so far.
+
+    Stop early with :meth:`close` or a ``with`` block: the generation ends at the next token and
+    the model lock is free when ``close()`` returns (also from another thread). Breaking out of a
+    ``for`` loop over a stream nobody else holds stops the generation as the stream is dropped.
+    """
 
     def __init__(self, retrieval: RetrievalResult, pieces: Iterator[str]) -> None:
         self.retrieval = retrieval
@@ -96,8 +112,14 @@ class AnswerStream(Iterator[str]):
         self._parts.append(piece)
         return piece
 
+    def __enter__(self) -> AnswerStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
-        """Stop the generation early (the worker thread ends)."""
+        """Stop the generation early; returns once the worker thread has ended."""
         close = getattr(self._pieces, "close", None)
         if close is not None:
             close()

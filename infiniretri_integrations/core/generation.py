@@ -158,22 +158,35 @@ def _stop_hold(text: str, stop: tuple[str, ...]) -> int:
 
 # ------------------------------------------------------------------ stopping the model
 class _AnswerOver:
-    """Stopping criterion: the answer is over (stop string or repetition) or the reader left."""
+    """Stopping criterion, checked after every token: the answer is over (stop string or
+    repetition), the reader left (:meth:`stop`) or the caller's ``cancel`` event is set."""
 
-    def __init__(self, tokenizer: Any, prompt_length: int, stop: tuple[str, ...]) -> None:
+    def __init__(
+        self, tokenizer: Any, prompt_length: int, stop: tuple[str, ...], cancel: threading.Event | None = None
+    ) -> None:
         self.tokenizer = tokenizer
         self.prompt_length = prompt_length
-        self.stop = stop
+        self.stop_strings = stop
         self.cancelled = threading.Event()
+        self.cancel = cancel
+
+    def stop(self) -> None:
+        """End the generation at the next token."""
+        self.cancelled.set()
+
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`stop` was called or the caller's ``cancel`` event is set."""
+        return self.cancelled.is_set() or (self.cancel is not None and self.cancel.is_set())
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         import torch
 
-        over = self.cancelled.is_set()
+        over = self.stopped
         if not over:
             new = input_ids[0, self.prompt_length :]
             raw = str(self.tokenizer.decode(new, skip_special_tokens=True))
-            over = _cut(raw, self.stop, final=False).reason is not None
+            over = _cut(raw, self.stop_strings, final=False).reason is not None
         return torch.full((input_ids.shape[0],), over, dtype=torch.bool, device=input_ids.device)
 
 
@@ -237,6 +250,7 @@ def generate(
     *,
     stop: Sequence[str] | str | None = None,
     generate_kwargs: Mapping[str, Any] | None = None,
+    cancel: threading.Event | None = None,
 ) -> Generated:
     """The answer to a fully built prompt (greedy unless ``generate_kwargs`` say otherwise).
 
@@ -246,25 +260,157 @@ def generate(
         max_new_tokens: tokens to generate at most.
         stop: extra stop strings (added to :data:`DEFAULT_STOP`); the answer ends before them.
         generate_kwargs: passed to ``model.generate`` (e.g. ``{"do_sample": True, "temperature": 0.7}``).
+        cancel: an event checked after every token; once set, generation ends there and the
+            answer so far comes back with ``finish_reason="cancelled"`` (async adapters set it
+            when their task is cancelled).
     """
     import torch
 
     stops = _stop_strings(stop)
-    criterion = _AnswerOver(lm.tokenizer, len(input_ids), stops)
+    criterion = _AnswerOver(lm.tokenizer, len(input_ids), stops, cancel)
     started = time.perf_counter()
     kwargs = _generate_kwargs(lm, input_ids, max_new_tokens, criterion, generate_kwargs)
     with lm.lock, torch.inference_mode():
-        output = lm.model.generate(**kwargs)  # type: ignore[operator]
+        # cancelled while waiting for the model: nothing generated
+        output = kwargs["input_ids"] if criterion.stopped else lm.model.generate(**kwargs)  # type: ignore[operator]
     new_tokens = output[0, len(input_ids) :]
     raw = str(lm.tokenizer.decode(new_tokens, skip_special_tokens=True))
     text, reason = clean_answer(raw, stops)
     count = int(new_tokens.numel())
+    finish = "cancelled" if cancel is not None and cancel.is_set() and reason is None else None
     return Generated(
         text=text,
         tokens=count,
         seconds=time.perf_counter() - started,
-        finish_reason=_finish_reason(reason, count, max_new_tokens),
+        finish_reason=finish or _finish_reason(reason, count, max_new_tokens),
     )
+
+
+def _run_generation(
+    lm: LocalModel,
+    kwargs: dict[str, Any],
+    streamer: Any,
+    criterion: _AnswerOver,
+    failure: list[BaseException],
+) -> None:
+    """Body of a :class:`TokenStream`'s worker thread (holds no reference to the stream, so that
+    a stream nobody holds any more is collected and stops its generation)."""
+    import torch
+
+    try:
+        with lm.lock, torch.inference_mode():
+            if criterion.stopped:  # closed while waiting for the model
+                streamer.end()
+                return
+            lm.model.generate(**kwargs, streamer=streamer)  # type: ignore[operator]
+    except BaseException as error:  # handed to the consumer thread
+        failure.append(error)
+        streamer.end()
+
+
+class TokenStream(Iterator[str]):
+    """The answer's text pieces as the model generates them, from a worker thread that holds
+    the model lock.
+
+    The worker starts on the first ``next()``. :meth:`close` (also on leaving a ``with`` block)
+    stops the generation at the next token and waits for the worker, so the model lock is free
+    when it returns; it is safe from any thread, also while another thread waits in ``next()``
+    (that call then ends the iteration). A stream that is dropped unfinished (``break`` out of a
+    ``for`` loop over it) stops its generation too, without waiting. An exception in the worker
+    is re-raised by ``next()``.
+    """
+
+    def __init__(
+        self,
+        lm: LocalModel,
+        input_ids: list[int],
+        max_new_tokens: int,
+        timeout: float,
+        stops: tuple[str, ...],
+        generate_kwargs: Mapping[str, Any] | None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        from transformers import TextIteratorStreamer
+
+        self._lm = lm
+        self._stops = stops
+        self._streamer = TextIteratorStreamer(lm.tokenizer, timeout=timeout, skip_prompt=True, skip_special_tokens=True)
+        self._criterion = _AnswerOver(lm.tokenizer, len(input_ids), stops, cancel)
+        self._kwargs = _generate_kwargs(lm, input_ids, max_new_tokens, self._criterion, generate_kwargs)
+        self._failure: list[BaseException] = []
+        self._worker: threading.Thread | None = None
+        self._state = threading.Lock()
+        self._closed = False
+        self._finished = False
+        self._raw = ""
+        self._shown = ""
+
+    def __iter__(self) -> TokenStream:
+        return self
+
+    def __enter__(self) -> TokenStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def running(self) -> bool:
+        """True while the worker thread is generating."""
+        return self._worker is not None and self._worker.is_alive()
+
+    def __next__(self) -> str:
+        with self._state:
+            if self._closed or self._finished:
+                raise StopIteration
+            if self._worker is None:
+                args = (self._lm, self._kwargs, self._streamer, self._criterion, self._failure)
+                self._worker = threading.Thread(target=_run_generation, args=args, name="infiniretri-generate")
+                self._worker.daemon = True
+                self._worker.start()
+        for piece in self._streamer:
+            self._raw += piece
+            cut = _cut(self._raw, self._stops, final=False)
+            if cut.reason is not None:
+                return self._end()
+            if len(cut.visible) > len(self._shown):
+                delta = cut.visible[len(self._shown) :]
+                self._shown = cut.visible
+                return delta
+        return self._end()
+
+    def _end(self) -> str:
+        """Stop and join the worker; the rest of the answer (if any) or the end of the iteration."""
+        self._finished = True
+        self._criterion.stop()
+        self._join()
+        if self._failure:
+            raise self._failure[0]
+        if self._closed:
+            raise StopIteration
+        final, _ = clean_answer(self._raw, self._stops)
+        if len(final) > len(self._shown):
+            delta = final[len(self._shown) :]
+            self._shown = final
+            return delta
+        raise StopIteration
+
+    def _join(self) -> None:
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join()
+
+    def close(self) -> None:
+        """Stop generating now and wait for the worker (the model lock is free on return)."""
+        with self._state:
+            self._closed = True
+        self._criterion.stop()
+        self._join()
+
+    def __del__(self) -> None:
+        criterion = getattr(self, "_criterion", None)
+        if criterion is not None:
+            criterion.stop()
 
 
 def stream_generate(
@@ -275,48 +421,13 @@ def stream_generate(
     *,
     stop: Sequence[str] | str | None = None,
     generate_kwargs: Mapping[str, Any] | None = None,
-) -> Iterator[str]:
-    """Yield the answer's text pieces as the model produces them; joined, they equal
-    :func:`generate`'s text for the same arguments (greedy).
+    cancel: threading.Event | None = None,
+) -> TokenStream:
+    """The answer's text pieces as the model produces them (a :class:`TokenStream`); joined, they
+    equal :func:`generate`'s text for the same arguments (greedy).
 
     Generation runs in a worker thread holding the model lock; an exception there is re-raised
-    here, and closing the iterator early stops the worker.
+    here. ``close()`` (or dropping the stream) stops the worker at the next token; so does
+    setting ``cancel``.
     """
-    import torch
-    from transformers import TextIteratorStreamer
-
-    stops = _stop_strings(stop)
-    streamer = TextIteratorStreamer(lm.tokenizer, timeout=timeout, skip_prompt=True, skip_special_tokens=True)
-    criterion = _AnswerOver(lm.tokenizer, len(input_ids), stops)
-    kwargs = _generate_kwargs(lm, input_ids, max_new_tokens, criterion, generate_kwargs)
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            with lm.lock, torch.inference_mode():
-                lm.model.generate(**kwargs, streamer=streamer)  # type: ignore[operator]
-        except BaseException as error:  # handed to the consumer thread
-            failure.append(error)
-            streamer.end()
-
-    worker = threading.Thread(target=work, name="infiniretri-generate", daemon=True)
-    worker.start()
-    raw = ""
-    shown = ""
-    try:
-        for piece in streamer:
-            raw += piece
-            cut = _cut(raw, stops, final=False)
-            if len(cut.visible) > len(shown):
-                yield cut.visible[len(shown) :]
-                shown = cut.visible
-            if cut.reason is not None:
-                break
-        final, _ = clean_answer(raw, stops)
-        if not failure and len(final) > len(shown):
-            yield final[len(shown) :]
-    finally:
-        criterion.cancelled.set()
-        worker.join()
-    if failure:
-        raise failure[0]
+    return TokenStream(lm, input_ids, max_new_tokens, timeout, _stop_strings(stop), generate_kwargs, cancel)

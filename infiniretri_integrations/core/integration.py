@@ -12,6 +12,10 @@
   span (:func:`sentence_span`), the deterministic output id (:func:`output_id`), which sentences
   make the ``k`` best outputs (:func:`keep_best`), normalised scores and thresholds
   (:func:`score_scale`).
+- Async callers of blocking work: :func:`run_cancellable` runs it in a worker thread and, when the
+  awaiting task is cancelled (``asyncio.wait_for`` timeout, ``task.cancel()``), sets the work's
+  ``cancel`` event and waits for it to stop, so that nothing keeps running (or holding the model
+  lock) after the caller gave up.
 - Bridging a blocking iterator to callers: :func:`closing_generator`, :func:`iterate_in_thread`.
 
 Nothing here imports torch, transformers or a framework at import time.
@@ -20,11 +24,13 @@ Nothing here imports torch, transformers or a framework at import time.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
+import functools
 import os
 import threading
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from infiniretri_integrations.core.config import RetrievalConfig
 from infiniretri_integrations.core.types import RetrievedSentence
@@ -49,12 +55,14 @@ __all__ = [
     "resolve_engine",
     "retrieval_option_names",
     "retrieval_overrides",
+    "run_cancellable",
     "score_scale",
     "select_outputs",
     "sentence_span",
 ]
 
 GroupBy = Literal["sentence", "document"]
+T = TypeVar("T")
 
 OPTION_ALIASES: dict[str, str] = {"tokens_per_pass": "top_k"}
 """Adapter names for :class:`RetrievalConfig` fields whose own name collides with a framework's."""
@@ -290,7 +298,9 @@ def select_outputs(
     score_threshold: float | None = None,
 ) -> tuple[list[RetrievedSentence], Callable[[float], float] | None]:
     """The sentences behind the ``k`` best outputs scoring at least ``score_threshold`` (on the
-    reported scale), and the scale reported (``None``: raw attention scores).
+    reported scale), and the scale reported (``None``: raw attention scores). Kept pieces that
+    are only whitespace (a long run of blanks cut by tokens) are left out before anything else:
+    they would make empty outputs.
 
     Example:
         >>> s = [RetrievedSentence("a", 2.0, 0, None, 0, 0, 1, 1), RetrievedSentence("b", 8.0, 0, None, 1, 1, 2, 1)]
@@ -298,6 +308,7 @@ def select_outputs(
         >>> [x.text for x in kept], scale(8.0)
         (['b'], 1.0)
     """
+    sentences = [s for s in sentences if s.text.strip()]  # whitespace-only pieces make no output
     scale = score_scale(sentences) if normalize_scores else None
     kept = list(sentences)
     if score_threshold is not None:
@@ -316,6 +327,37 @@ def check_threshold(value: object, normalized: bool) -> None:
         raise ValueError(msg)
 
 
+# ------------------------------------------------------------------ async callers
+async def run_cancellable(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``func(*args, cancel=event, **kwargs)`` in a worker thread (as ``asyncio.to_thread``,
+    context variables included), stopped when the awaiting task is cancelled.
+
+    On cancellation (``task.cancel()``, an ``asyncio.wait_for`` timeout) the ``threading.Event``
+    is set, the thread is waited for (the engine checks the event between passes, generation
+    after every token, so this is short and the model lock is free afterwards) and
+    ``CancelledError`` is re-raised; whatever the thread ended with (``RetrievalCancelled``, a
+    result) is dropped. The wait does not block the event loop.
+
+    Example:
+        >>> def work(x, *, cancel):
+        ...     return x * 2
+        >>> asyncio.run(run_cancellable(work, 21))
+        42
+    """
+    cancel = threading.Event()
+    loop = asyncio.get_running_loop()
+    call = functools.partial(contextvars.copy_context().run, func, *args, cancel=cancel, **kwargs)
+    future = loop.run_in_executor(None, call)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        cancel.set()
+        await _wait_through_cancellation(future)
+        if not future.cancelled():
+            future.exception()  # retrieved: no "exception was never retrieved" warning
+        raise
+
+
 # ------------------------------------------------------------------ iterators
 def closing_generator(pieces: Iterator[str]) -> Generator[str, None, None]:
     """A blocking iterator as a generator that closes it when the consumer stops early
@@ -330,8 +372,15 @@ def closing_generator(pieces: Iterator[str]) -> Generator[str, None, None]:
 
 async def iterate_in_thread(pieces: Iterator[str]) -> AsyncGenerator[str, None]:
     """Drive a blocking iterator from a worker thread, one item at a time, so that the event loop
-    stays free; closes it when the consumer stops early."""
+    stays free; closes it when the consumer stops early or is cancelled.
+
+    ``pieces.close()`` must be safe while another thread waits in ``next(pieces)`` (a
+    :class:`~infiniretri_integrations.core.generation.TokenStream` is): on cancellation it is
+    called at once and waited for, so the generation has stopped, and the model lock is free,
+    when ``CancelledError`` reaches the canceller.
+    """
     done = object()
+    close = getattr(pieces, "close", None)
     try:
         while True:
             piece = await asyncio.to_thread(next, pieces, done)
@@ -339,6 +388,20 @@ async def iterate_in_thread(pieces: Iterator[str]) -> AsyncGenerator[str, None]:
                 break
             yield piece  # type: ignore[misc]  # narrowed from object
     finally:
-        close = getattr(pieces, "close", None)
         if close is not None:
-            await asyncio.to_thread(close)
+            closing = asyncio.ensure_future(asyncio.to_thread(close))
+            if await _wait_through_cancellation(closing):
+                raise asyncio.CancelledError
+            closing.result()
+
+
+async def _wait_through_cancellation(future: asyncio.Future[Any]) -> bool:
+    """Wait until ``future`` is done even if the awaiting task is cancelled meanwhile; whether
+    it was (the caller re-raises ``CancelledError`` once the work has stopped)."""
+    cancelled = False
+    while not future.done():
+        try:
+            await asyncio.wait([future])
+        except asyncio.CancelledError:
+            cancelled = True
+    return cancelled

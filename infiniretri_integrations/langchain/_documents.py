@@ -128,8 +128,10 @@ def grouped_document(sentences: list[RetrievedSentence], source: Document, scale
 def build_documents(
     sentences: list[RetrievedSentence], sources: Sequence[Document], group_by: GroupBy, scale: Scale | None = None
 ) -> list[Document]:
-    """Output Documents in document order (by source index, then position)."""
-    ordered = sorted(sentences, key=lambda s: (s.document_index, s.sentence_index))
+    """Output Documents in document order (by source index, then position); kept pieces that are
+    only whitespace make no Document (nor a gap in a grouped one)."""
+    kept = [s for s in sentences if s.text.strip()]
+    ordered = sorted(kept, key=lambda s: (s.document_index, s.sentence_index))
     if group_by == "sentence":
         return [sentence_document(s, sources[s.document_index], scale) for s in ordered]
     groups: dict[int, list[RetrievedSentence]] = {}

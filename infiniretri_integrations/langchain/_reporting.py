@@ -20,6 +20,7 @@ from langchain_core.callbacks import (
 )
 from langchain_core.documents import Document
 
+from infiniretri_integrations.core.integration import run_cancellable
 from infiniretri_integrations.core.types import ChunkProgress, RetrievalResult, RetrievedSentence
 from infiniretri_integrations.langchain._documents import to_engine_documents
 
@@ -123,9 +124,10 @@ async def aretrieve_and_report(
     config: dict[str, Any] | None,
 ) -> RetrievalResult:
     """Async :func:`retrieve_and_report`: the engine runs in a worker thread, events are
-    dispatched on the running loop."""
+    dispatched on the running loop. Cancelling the awaiting task (``asyncio.wait_for``,
+    ``task.cancel()``) stops the chunk loop before its next pass (:func:`run_cancellable`)."""
     progress = async_progress(config, asyncio.get_running_loop())
-    result = await asyncio.to_thread(
+    result = await run_cancellable(
         engine.retrieve, to_engine_documents(documents), question, on_progress=progress, **options
     )
     if config is not None:

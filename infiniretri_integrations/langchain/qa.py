@@ -12,7 +12,8 @@ from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.runnables.utils import AddableDict
 from pydantic import ConfigDict, field_validator
 
-from infiniretri_integrations.core.integration import iterate_in_thread
+from infiniretri_integrations.core.answering import answer_from
+from infiniretri_integrations.core.integration import closing_generator, iterate_in_thread, run_cancellable
 from infiniretri_integrations.core.types import RetrievalResult
 from infiniretri_integrations.langchain._documents import build_documents
 from infiniretri_integrations.langchain._options import InfiniRetriOptions
@@ -146,7 +147,8 @@ class InfiniRetriQA(InfiniRetriOptions, RunnableSerializable[QAInput, QAOutput])
             result = retrieve_and_report(self.get_engine(), documents, question, self.options(), config)  # type: ignore[arg-type]
             if self.with_sources:
                 yield AddableDict(self._sources(result, documents))
-            for piece in self.get_engine().stream_from(result, question, **self._generation(), **self.options()):
+            pieces = self.get_engine().stream_from(result, question, **self._generation(), **self.options())
+            for piece in closing_generator(pieces):  # the reader leaving stops the generation
                 yield AddableDict(answer=piece) if self.with_sources else piece
 
     # ------------------------------------------------------------------ async
@@ -159,8 +161,8 @@ class InfiniRetriQA(InfiniRetriOptions, RunnableSerializable[QAInput, QAOutput])
     ) -> QAOutput:
         question, documents = self._parse(input)
         result = await aretrieve_and_report(self.get_engine(), documents, question, self.options(), config)  # type: ignore[arg-type]
-        answer = await asyncio.to_thread(
-            self.get_engine().answer_from, result, question, **self._generation(), **self.options()
+        answer = await run_cancellable(
+            answer_from, self.get_engine(), result, question, **self._generation(), **self.options()
         )
         return self._output(answer.text, result, documents)
 
@@ -186,5 +188,9 @@ class InfiniRetriQA(InfiniRetriOptions, RunnableSerializable[QAInput, QAOutput])
             pieces = await asyncio.to_thread(
                 self.get_engine().stream_from, result, question, **self._generation(), **self.options()
             )
-            async for piece in iterate_in_thread(pieces):
-                yield AddableDict(answer=piece) if self.with_sources else piece
+            stream = iterate_in_thread(pieces)
+            try:
+                async for piece in stream:
+                    yield AddableDict(answer=piece) if self.with_sources else piece
+            finally:  # the reader left or was cancelled: the generation stops before this returns
+                await stream.aclose()

@@ -158,9 +158,10 @@ class InfiniRetriLLM(CustomLLM):
 
         def gen() -> CompletionResponseGen:
             text = ""
-            for piece in pieces:
-                text += piece
-                yield CompletionResponse(text=text, delta=piece)
+            with pieces:  # the consumer stopping early ends the generation
+                for piece in pieces:
+                    text += piece
+                    yield CompletionResponse(text=text, delta=piece)
 
         return gen()
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
+import threading
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -17,6 +18,7 @@ from infiniretri_integrations.core.integration import (
     check_threshold,
     coerce_engine,
     resolve_engine,
+    run_cancellable,
     select_outputs,
 )
 from infiniretri_integrations.core.types import RetrievedSentence
@@ -54,6 +56,10 @@ class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
             the number of nodes returned, which is ``top_n``).
         **options: :class:`~infiniretri_integrations.RetrievalConfig` overrides for every call
             (``top_k``, ``chunk_size``, ...).
+
+    ``postprocess_nodes(None, ...)`` (or any non-list) raises a ``TypeError`` naming the value, as
+    LlamaIndex's own postprocessors fail on ``None`` too (with a bare "'NoneType' object is not
+    iterable"); ``[]`` returns ``[]``. Kept pieces that are only whitespace never become nodes.
 
     Serialization: ``InfiniRetriNodePostprocessor.from_json(pp.to_json())`` rebuilds the settings
     (not the engine: pass ``engine=`` again to share one).
@@ -135,6 +141,22 @@ class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
         nodes: list[NodeWithScore],
         query_bundle: QueryBundle | None = None,
     ) -> list[NodeWithScore]:
+        return self._run(nodes, query_bundle)
+
+    def _run(
+        self,
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None = None,
+        *,
+        cancel: threading.Event | None = None,
+    ) -> list[NodeWithScore]:
+        if nodes is None or isinstance(nodes, str | bytes | NodeWithScore) or not isinstance(nodes, Iterable):
+            msg = (
+                f"{self.class_name()}.postprocess_nodes needs a list of NodeWithScore, got "
+                f"{type(nodes).__name__}: {nodes!r:.80}; pass [] when there is nothing to read"
+            )
+            raise TypeError(msg)
+        nodes = list(nodes)
         dispatcher.event(
             ReRankStartEvent(
                 query=query_bundle, nodes=nodes, top_n=self.top_n or len(nodes), model_name=self._model_name()
@@ -155,7 +177,9 @@ class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
                 EventPayload.TOP_K: self.top_n,
             },
         ) as event:
-            retrieval = self.engine.retrieve(node_documents(nodes), query_bundle.query_str, **self.retrieval_options)
+            retrieval = self.engine.retrieve(
+                node_documents(nodes), query_bundle.query_str, cancel=cancel, **self.retrieval_options
+            )
             kept, scale = select_outputs(
                 retrieval.sentences,
                 self.top_n,
@@ -175,8 +199,9 @@ class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
         nodes: list[NodeWithScore],
         query_bundle: QueryBundle | None = None,
     ) -> list[NodeWithScore]:
-        """Async: the chunk loop runs in a worker thread (the model lock serialises model use)."""
-        return await asyncio.to_thread(self._postprocess_nodes, nodes, query_bundle)
+        """Async: the chunk loop runs in a worker thread (the model lock serialises model use);
+        cancelling the awaiting task stops it before the next pass."""
+        return await run_cancellable(self._run, nodes, query_bundle)
 
     def _sentences(self, nodes: list[NodeWithScore], kept: list[RetrievedSentence]) -> list[NodeWithScore]:
         sentences = [sentence_node(s, nodes[s.document_index]) for s in kept]

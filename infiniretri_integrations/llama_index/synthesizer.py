@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -13,15 +13,17 @@ from llama_index.core.llms import LLM
 from llama_index.core.prompts import BasePromptTemplate
 from llama_index.core.prompts.mixin import PromptDictType, PromptMixinType
 from llama_index.core.response_synthesizers import BaseSynthesizer, CompactAndRefine
-from llama_index.core.schema import NodeWithScore, QueryBundle, QueryType
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, QueryType
 from llama_index.core.types import RESPONSE_TEXT_TYPE
 
+from infiniretri_integrations.core.answering import answer_from
 from infiniretri_integrations.core.integration import (
     check_overrides,
     closing_generator,
     coerce_engine,
     iterate_in_thread,
     resolve_engine,
+    run_cancellable,
 )
 from infiniretri_integrations.core.types import RetrievalResult, join_sentences
 from infiniretri_integrations.llama_index._nodes import retrieve_sentence_nodes
@@ -138,7 +140,7 @@ class InfiniRetriSynthesizer(BaseSynthesizer):
         """Select sentences from ``nodes`` for ``query``, answer, report the sentences as sources."""
         if not nodes:
             return super().synthesize(query, nodes, additional_source_nodes, **response_kwargs)
-        sentences, retrieval = retrieve_sentence_nodes(self._engine, nodes, _query_str(query), self._options)
+        sentences, retrieval = _sentence_nodes(self._engine, nodes, _query_str(query), self._options)
         response_kwargs[_RETRIEVAL_KEY] = retrieval
         return super().synthesize(query, sentences, additional_source_nodes, **response_kwargs)
 
@@ -149,11 +151,12 @@ class InfiniRetriSynthesizer(BaseSynthesizer):
         additional_source_nodes: Sequence[NodeWithScore] | None = None,
         **response_kwargs: Any,
     ) -> RESPONSE_TYPE:
-        """Async :meth:`synthesize`: the chunk loop and generation run in worker threads."""
+        """Async :meth:`synthesize`: the chunk loop and generation run in worker threads;
+        cancelling the awaiting task stops them (before the next pass, at the next token)."""
         if not nodes:
             return await super().asynthesize(query, nodes, additional_source_nodes, **response_kwargs)
-        sentences, retrieval = await asyncio.to_thread(
-            retrieve_sentence_nodes, self._engine, nodes, _query_str(query), self._options
+        sentences, retrieval = await run_cancellable(
+            _sentence_nodes, self._engine, nodes, _query_str(query), self._options
         )
         response_kwargs[_RETRIEVAL_KEY] = retrieval
         return await super().asynthesize(query, sentences, additional_source_nodes, **response_kwargs)
@@ -179,9 +182,10 @@ class InfiniRetriSynthesizer(BaseSynthesizer):
     async def aget_response(
         self, query_str: str, text_chunks: Sequence[str], **response_kwargs: Any
     ) -> RESPONSE_TEXT_TYPE:
-        """Async :meth:`get_response`; streaming yields an async generator."""
+        """Async :meth:`get_response`; streaming yields an async generator. Cancelling the
+        awaiting task (or the task consuming the stream) stops the work and frees the model."""
         if _RETRIEVAL_KEY not in response_kwargs:
-            response_kwargs[_RETRIEVAL_KEY] = await asyncio.to_thread(
+            response_kwargs[_RETRIEVAL_KEY] = await run_cancellable(
                 self._engine.retrieve, list(text_chunks), query_str, **self._options
             )
         retrieval = self._retrieval(query_str, text_chunks, response_kwargs)
@@ -191,10 +195,24 @@ class InfiniRetriSynthesizer(BaseSynthesizer):
             return iterate_in_thread(
                 self._engine.stream_from(retrieval, query_str, **self._generation_options, **self._options)
             )
-        answer = await asyncio.to_thread(
-            self._engine.answer_from, retrieval, query_str, **self._generation_options, **self._options
+        answer = await run_cancellable(
+            answer_from, self._engine, retrieval, query_str, **self._generation_options, **self._options
         )
         return answer.text
+
+
+def _sentence_nodes(
+    engine: InfiniRetriEngine,
+    nodes: list[NodeWithScore],
+    query_str: str,
+    options: dict[str, Any],
+    *,
+    cancel: threading.Event | None = None,
+) -> tuple[list[NodeWithScore], RetrievalResult]:
+    """The kept sentences as source nodes (pieces that are only whitespace left out) and the
+    retrieval; ``cancel`` stops the chunk loop before its next pass."""
+    sentences, retrieval = retrieve_sentence_nodes(engine, nodes, query_str, {**options, "cancel": cancel})
+    return [n for n in sentences if n.node.get_content(metadata_mode=MetadataMode.NONE).strip()], retrieval
 
 
 def _query_str(query: QueryType) -> str:
@@ -207,5 +225,6 @@ def _query_str(query: QueryType) -> str:
 
 
 def _grouped(retrieval: RetrievalResult) -> list[str]:
-    """Kept sentences as one text chunk per source node (reading order)."""
-    return [join_sentences(group) for group in retrieval.by_document().values()]
+    """Kept sentences as one text chunk per source node (reading order; no blank chunks)."""
+    chunks = [join_sentences(group) for group in retrieval.by_document().values()]
+    return [chunk for chunk in chunks if chunk.strip()]
