@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
-from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForChainRun,
+    CallbackManagerForChainRun,
+    adispatch_custom_event,
+    dispatch_custom_event,
+)
 from langchain_core.documents import Document
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.runnables.utils import AddableDict
@@ -15,9 +21,14 @@ from pydantic import ConfigDict, field_validator
 from infiniretri_integrations.core.answering import answer_from
 from infiniretri_integrations.core.integration import closing_generator, iterate_in_thread, run_cancellable
 from infiniretri_integrations.core.types import RetrievalResult
-from infiniretri_integrations.langchain._documents import build_documents
+from infiniretri_integrations.langchain._documents import build_documents, to_engine_documents
 from infiniretri_integrations.langchain._options import InfiniRetriOptions
-from infiniretri_integrations.langchain._reporting import aretrieve_and_report, retrieve_and_report
+from infiniretri_integrations.langchain._reporting import (
+    SENTENCES_EVENT,
+    aretrieve_and_report,
+    retrieve_and_report,
+    sentences_payload,
+)
 
 QAInput = str | dict[str, Any]
 QAOutput = str | dict[str, Any]
@@ -84,6 +95,9 @@ class InfiniRetriQA(InfiniRetriOptions, RunnableSerializable[QAInput, QAOutput])
     """Extra stop strings: the answer ends before the first one."""
     generate_kwargs: dict[str, Any] | None = None
     """Passed to ``model.generate`` (e.g. ``{"do_sample": True, "temperature": 0.7}``)."""
+    share_context: bool = False
+    """In ``batch``/``abatch``: questions over the same documents also share each pass's context
+    encoding (``retrieve_many(share_context=True)``: faster, a different selection)."""
 
     @field_validator("documents", mode="before")
     @classmethod
@@ -194,3 +208,103 @@ class InfiniRetriQA(InfiniRetriOptions, RunnableSerializable[QAInput, QAOutput])
                     yield AddableDict(answer=piece) if self.with_sources else piece
             finally:  # the reader left or was cancelled: the generation stops before this returns
                 await stream.aclose()
+
+    # ------------------------------------------------------------------ many questions
+    def batch(
+        self,
+        inputs: list[QAInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[QAOutput]:
+        """Answer every input; inputs over the same documents are retrieved in ONE read of them
+        (:meth:`~infiniretri_integrations.InfiniRetriEngine.retrieve_many`: the kept sentences
+        equal one ``invoke`` per input), then answered one by one. Each input has its own chain
+        run; with ``return_exceptions=True`` a bad input fails alone.
+
+        Example:
+            >>> qa.batch(["Where does Bob live?", "Where does Alice live?"])  # doctest: +SKIP
+            ['Bob lives in Rome.', 'Alice lives in Paris.']
+        """
+        if not inputs:
+            return []
+        return self._batch_with_config(
+            self._batch, inputs, config, return_exceptions=return_exceptions, run_type="chain"
+        )
+
+    async def abatch(
+        self,
+        inputs: list[QAInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[QAOutput]:
+        """Async :meth:`batch`; cancelling the awaiting task stops the chunk loop and generation."""
+        if not inputs:
+            return []
+        return await self._abatch_with_config(
+            self._abatch, inputs, config, return_exceptions=return_exceptions, run_type="chain"
+        )
+
+    def _batch(
+        self, inputs: list[QAInput], run_manager: list[CallbackManagerForChainRun], config: list[RunnableConfig]
+    ) -> list[QAOutput | Exception]:
+        outputs, retrieved = self._retrieve_many(inputs)
+        for index, (question, documents, result) in retrieved.items():
+            dispatch_custom_event(SENTENCES_EVENT, sentences_payload(result), config=config[index])
+            answer = self.get_engine().answer_from(result, question, **self._generation(), **self.options())
+            outputs[index] = self._output(answer.text, result, documents)
+        return outputs
+
+    async def _abatch(
+        self,
+        inputs: list[QAInput],
+        run_manager: list[AsyncCallbackManagerForChainRun],
+        config: list[RunnableConfig],
+    ) -> list[QAOutput | Exception]:
+        outputs, retrieved = await run_cancellable(self._retrieve_many, inputs)
+        for index, (question, documents, result) in retrieved.items():
+            await adispatch_custom_event(SENTENCES_EVENT, sentences_payload(result), config=config[index])
+            answer = await run_cancellable(
+                answer_from, self.get_engine(), result, question, **self._generation(), **self.options()
+            )
+            outputs[index] = self._output(answer.text, result, documents)
+        return outputs
+
+    def _retrieve_many(
+        self, inputs: list[QAInput], cancel: threading.Event | None = None
+    ) -> tuple[list[Any], dict[int, tuple[str, list[Document], RetrievalResult]]]:
+        """Parse every input (a bad one becomes its exception) and retrieve, one
+        ``retrieve_many`` call per distinct set of documents."""
+        from infiniretri_integrations.core.engine import validate_question
+
+        outputs: list[Any] = [None] * len(inputs)
+        groups: dict[tuple[tuple[str, str | None], ...], list[tuple[int, str, list[Document]]]] = {}
+        for index, value in enumerate(inputs):
+            try:
+                question, documents = self._parse(value)
+                validate_question(question)
+            except (TypeError, ValueError) as error:
+                outputs[index] = error
+                continue
+            key = tuple((d.page_content, d.id) for d in documents)
+            groups.setdefault(key, []).append((index, question, documents))
+        retrieved: dict[int, tuple[str, list[Document], RetrievalResult]] = {}
+        for members in groups.values():
+            try:
+                results = self.get_engine().retrieve_many(
+                    to_engine_documents(members[0][2]),
+                    [question for _, question, _ in members],
+                    share_context=self.share_context,
+                    cancel=cancel,
+                    **self.options(),
+                )
+            except (TypeError, ValueError) as error:
+                for index, _, _ in members:
+                    outputs[index] = error
+                continue
+            for (index, question, documents), result in zip(members, results, strict=True):
+                retrieved[index] = (question, documents, result)
+        return outputs, retrieved

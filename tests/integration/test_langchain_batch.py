@@ -125,3 +125,30 @@ def test_batch_on_the_packaged_model_equals_invoke(real_lm):
     assert [_key(d) for d in batched] == [_key(retriever.invoke(q)) for q in questions]
     assert all(d.metadata["source_index"] == 1 for d in batched[0])  # Bob's text
     assert any("Tom" in d.page_content for d in batched[1])
+
+
+def test_qa_batch_reads_each_document_set_once_and_answers_each(tiny_llama, stdlib_haystack, monkeypatch):
+    from infiniretri_integrations.langchain import InfiniRetriQA
+
+    engine = InfiniRetriEngine(tiny_llama, chunk_size=256, top_k=40, max_sentence_tokens=64, max_new_tokens=4)
+    docs = _docs(stdlib_haystack)
+    qa = InfiniRetriQA(engine=engine, documents=docs, with_sources=True)
+    calls: list[int] = []
+    original = engine.retrieve_many
+    monkeypatch.setattr(engine, "retrieve_many", lambda *a, **kw: calls.append(len(a[1])) or original(*a, **kw))
+    other = {"question": "Where does Bob live?", "documents": ["Bob lives in Rome. He bakes bread."]}
+    runs = Runs()
+    out = qa.batch(
+        [QUESTIONS[0], other, QUESTIONS[1], {"documents": docs}], {"callbacks": [runs]}, return_exceptions=True
+    )
+    assert sorted(calls) == [1, 2]  # the bound documents are read once for their two questions
+    assert isinstance(out[3], ValueError) and "'question'" in str(out[3])
+    for index, question in ((0, QUESTIONS[0]), (2, QUESTIONS[1])):
+        single = qa.invoke(question)
+        assert [d.page_content for d in out[index]["sentences"]] == [d.page_content for d in single["sentences"]]
+        assert out[index]["answer"] == single["answer"]
+    assert out[1]["sentences"][0].page_content.startswith("Bob lives in Rome")
+    assert runs.events.count(SENTENCES_EVENT) == 3
+    assert asyncio.run(qa.abatch([QUESTIONS[0]]))[0]["answer"] == out[0]["answer"]
+    with pytest.raises(ValueError, match="'question'"):
+        qa.batch([QUESTIONS[0], {"documents": docs}])
