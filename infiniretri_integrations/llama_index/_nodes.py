@@ -81,3 +81,17 @@ def retrieve_sentence_nodes(
     nodes = list(nodes)
     result = engine.retrieve(node_documents(nodes), query_str, **options)
     return [sentence_node(s, nodes[s.document_index]) for s in result.sentences], result
+
+
+def retrieve_sentence_nodes_many(
+    engine: InfiniRetriEngine,
+    nodes: Sequence[NodeWithScore],
+    queries: Sequence[str],
+    options: Mapping[str, Any],
+) -> list[tuple[list[NodeWithScore], RetrievalResult]]:
+    """:func:`retrieve_sentence_nodes` for several queries over the same ``nodes`` in ONE
+    :meth:`~InfiniRetriEngine.retrieve_many` call (``options`` may hold ``share_context`` and
+    ``cancel``)."""
+    nodes = list(nodes)
+    results = engine.retrieve_many(node_documents(nodes), list(queries), **options)
+    return [([sentence_node(s, nodes[s.document_index]) for s in r.sentences], r) for r in results]

@@ -6,13 +6,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.base.response.schema import RESPONSE_TYPE
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.indices.list import SummaryIndex
 from llama_index.core.llms import LLM
 from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.query_engine import RetrieverQueryEngine
-from llama_index.core.schema import BaseNode, Document
+from llama_index.core.schema import BaseNode, Document, NodeWithScore, QueryBundle, QueryType
 
 from infiniretri_integrations.llama_index.synthesizer import InfiniRetriSynthesizer
 
@@ -137,3 +138,56 @@ class InfiniRetriQueryEngine(RetrieverQueryEngine):
     @property
     def synthesizer(self) -> InfiniRetriSynthesizer:
         return self._response_synthesizer  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ many questions
+    def query_many(self, queries: Sequence[QueryType], *, share_context: bool = False) -> list[RESPONSE_TYPE]:
+        """Answer several queries; those whose retriever returns the same nodes (all of them with
+        :meth:`from_documents`) are read in ONE pass over the nodes
+        (:meth:`InfiniRetriSynthesizer.synthesize_many`), each then answered on its own. The
+        responses equal one :meth:`query` per query (``share_context=True``: faster, a
+        different selection).
+
+        Example:
+            >>> responses = query_engine.query_many(["Where does Bob live?", "Who bakes?"])  # doctest: +SKIP
+        """
+        bundles = [_bundle(q) for q in queries]
+        groups = _group_by_nodes([self.retrieve(b) for b in bundles])
+        responses: list[RESPONSE_TYPE | None] = [None] * len(bundles)
+        for indices, nodes in groups:
+            answered = self.synthesizer.synthesize_many(
+                [bundles[i] for i in indices], nodes, share_context=share_context
+            )
+            for index, response in zip(indices, answered, strict=True):
+                responses[index] = response
+        return responses  # type: ignore[return-value]
+
+    async def aquery_many(self, queries: Sequence[QueryType], *, share_context: bool = False) -> list[RESPONSE_TYPE]:
+        """Async :meth:`query_many`; cancelling the awaiting task stops the chunk loop."""
+        bundles = [_bundle(q) for q in queries]
+        groups = _group_by_nodes([await self.aretrieve(b) for b in bundles])
+        responses: list[RESPONSE_TYPE | None] = [None] * len(bundles)
+        for indices, nodes in groups:
+            answered = await self.synthesizer.asynthesize_many(
+                [bundles[i] for i in indices], nodes, share_context=share_context
+            )
+            for index, response in zip(indices, answered, strict=True):
+                responses[index] = response
+        return responses  # type: ignore[return-value]
+
+
+def _bundle(query: QueryType) -> QueryBundle:
+    if isinstance(query, QueryBundle):
+        return query
+    if isinstance(query, str):
+        return QueryBundle(query)
+    msg = f"each query must be a str or QueryBundle, got {type(query).__name__}: {query!r:.80}"
+    raise TypeError(msg)
+
+
+def _group_by_nodes(retrieved: Sequence[list[NodeWithScore]]) -> list[tuple[list[int], list[NodeWithScore]]]:
+    """Query indices grouped by the nodes retrieved for them (same ids and texts, same order)."""
+    groups: dict[tuple[tuple[str, str], ...], tuple[list[int], list[NodeWithScore]]] = {}
+    for index, nodes in enumerate(retrieved):
+        key = tuple((n.node.node_id, n.node.get_content()) for n in nodes)
+        groups.setdefault(key, ([], nodes))[0].append(index)
+    return list(groups.values())

@@ -26,7 +26,7 @@ from infiniretri_integrations.core.integration import (
     run_cancellable,
 )
 from infiniretri_integrations.core.types import RetrievalResult, join_sentences
-from infiniretri_integrations.llama_index._nodes import retrieve_sentence_nodes
+from infiniretri_integrations.llama_index._nodes import retrieve_sentence_nodes, retrieve_sentence_nodes_many
 from infiniretri_integrations.llama_index.llm import InfiniRetriLLM
 
 if TYPE_CHECKING:
@@ -161,6 +161,45 @@ class InfiniRetriSynthesizer(BaseSynthesizer):
         response_kwargs[_RETRIEVAL_KEY] = retrieval
         return await super().asynthesize(query, sentences, additional_source_nodes, **response_kwargs)
 
+    def synthesize_many(
+        self, queries: Sequence[QueryType], nodes: list[NodeWithScore], *, share_context: bool = False
+    ) -> list[RESPONSE_TYPE]:
+        """:meth:`synthesize` for several queries over the same ``nodes``: ONE read of the nodes
+        for all of them (:meth:`~infiniretri_integrations.InfiniRetriEngine.retrieve_many`; the
+        kept sentences equal one ``synthesize`` per query unless ``share_context``), then one
+        answer per query.
+
+        Example:
+            >>> synthesizer.synthesize_many(["Where does Bob live?", "Who bakes?"], nodes)  # doctest: +SKIP
+        """
+        if not queries:
+            return []
+        if not nodes:
+            return [super(InfiniRetriSynthesizer, self).synthesize(q, nodes) for q in queries]
+        texts = [_query_str(q) for q in queries]
+        kept = _sentence_nodes_many(self._engine, nodes, texts, {**self._options, "share_context": share_context})
+        return [
+            super(InfiniRetriSynthesizer, self).synthesize(query, sentences, **{_RETRIEVAL_KEY: retrieval})
+            for query, (sentences, retrieval) in zip(queries, kept, strict=True)
+        ]
+
+    async def asynthesize_many(
+        self, queries: Sequence[QueryType], nodes: list[NodeWithScore], *, share_context: bool = False
+    ) -> list[RESPONSE_TYPE]:
+        """Async :meth:`synthesize_many`; cancelling the awaiting task stops the chunk loop."""
+        if not queries:
+            return []
+        if not nodes:
+            return [await super(InfiniRetriSynthesizer, self).asynthesize(q, nodes) for q in queries]
+        texts = [_query_str(q) for q in queries]
+        kept = await run_cancellable(
+            _sentence_nodes_many, self._engine, nodes, texts, {**self._options, "share_context": share_context}
+        )
+        return [
+            await super(InfiniRetriSynthesizer, self).asynthesize(query, sentences, **{_RETRIEVAL_KEY: retrieval})
+            for query, (sentences, retrieval) in zip(queries, kept, strict=True)
+        ]
+
     # ------------------------------------------------------------------ answering
     def _retrieval(self, query_str: str, text_chunks: Sequence[str], kwargs: dict[str, Any]) -> RetrievalResult:
         retrieval = kwargs.pop(_RETRIEVAL_KEY, None)
@@ -213,6 +252,22 @@ def _sentence_nodes(
     retrieval; ``cancel`` stops the chunk loop before its next pass."""
     sentences, retrieval = retrieve_sentence_nodes(engine, nodes, query_str, {**options, "cancel": cancel})
     return [n for n in sentences if n.node.get_content(metadata_mode=MetadataMode.NONE).strip()], retrieval
+
+
+def _sentence_nodes_many(
+    engine: InfiniRetriEngine,
+    nodes: list[NodeWithScore],
+    queries: list[str],
+    options: dict[str, Any],
+    *,
+    cancel: threading.Event | None = None,
+) -> list[tuple[list[NodeWithScore], RetrievalResult]]:
+    """:func:`_sentence_nodes` for several queries in one ``retrieve_many`` call."""
+    kept = retrieve_sentence_nodes_many(engine, nodes, queries, {**options, "cancel": cancel})
+    return [
+        ([n for n in sentences if n.node.get_content(metadata_mode=MetadataMode.NONE).strip()], retrieval)
+        for sentences, retrieval in kept
+    ]
 
 
 def _query_str(query: QueryType) -> str:
