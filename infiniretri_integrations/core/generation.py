@@ -5,7 +5,8 @@ at a stop string, or when the answer starts repeating itself; an echoed prefix s
 ``"The answer is:"`` is stripped. One pure function, :func:`clean_answer`, decides what text is
 shown, so a streamed answer is exactly the blocking one, piece by piece. ``generate_kwargs`` pass
 through to ``model.generate`` (sampling, ``repetition_penalty``, ...), as in outlines and
-langchain-huggingface.
+langchain-huggingface. A stopping criterion checked after every token also ends generation when
+the caller stops: a ``cancel`` event, or :meth:`TokenStream.close` (or the stream being dropped).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ _RESERVED = frozenset({"input_ids", "attention_mask", "streamer", "max_new_token
 @dataclass
 class Generated:
     """A generated answer: its text, the tokens generated, seconds taken and why it ended
-    (``"eos"``, ``"stop"``, ``"repetition"`` or ``"length"``)."""
+    (``"eos"``, ``"stop"``, ``"repetition"``, ``"length"``, or ``"cancelled"`` by the caller's
+    ``cancel`` event)."""
 
     text: str
     tokens: int
