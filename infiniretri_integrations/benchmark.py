@@ -380,6 +380,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="instead: throughput of N questions over one corpus (e.g. 1 4 16), one call per question vs retrieve_many",
     )
     parser.add_argument(
+        "--soak",
+        type=int,
+        default=None,
+        metavar="CALLS",
+        help="instead: soak check, CALLS mixed calls (threads, async, cancellations, streams) with RSS sampled",
+    )
+    parser.add_argument(
         "--throughput-tokens", type=int, default=32000, help="corpus length for --throughput (default 32000)"
     )
     parser.add_argument(
@@ -410,6 +417,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
     haystack = load_haystack(args.essays)
     if args.throughput:
         return _run_throughput(args, lm, haystack)
+    if args.soak:
+        return _run_soak(args, lm)
     machine = f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads, {lm.device}, {lm.dtype}".strip()
     print(f"# {lm.name} on {machine}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}")
     results = run(
@@ -449,6 +458,18 @@ def _parse_variant(text: str) -> tuple[str, dict[str, Any]]:
         raise ValueError(msg)
     RetrievalConfig(**parsed)  # validates the options now, not after the first measurement
     return name, parsed
+
+
+def _run_soak(args: argparse.Namespace, lm: LocalModel) -> int:
+    from infiniretri_integrations.evaluation.soak import run_soak
+
+    engine = InfiniRetriEngine(lm, chunk_size=1024, show_progress=False)
+    report = run_soak(engine, calls=args.soak)
+    print(report.summary())
+    if args.json:
+        write_atomic(args.json, json.dumps(report.to_dict(), indent=1))
+        print(f"\nwrote {args.json}")
+    return 0 if report.ok else 1
 
 
 def _run_throughput(args: argparse.Namespace, lm: LocalModel, haystack: str) -> int:

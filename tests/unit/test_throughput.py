@@ -64,4 +64,4 @@ def test_benchmark_cli_throughput_option_is_listed():
         text=True,
         check=True,
     ).stdout
-    assert "--throughput" in out and "--modes" in out
+    assert "--throughput" in out and "--modes" in out and "--soak" in out and "--variant" in out
