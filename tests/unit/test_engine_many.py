@@ -122,3 +122,20 @@ def test_cancel_stops_before_the_next_pass_and_the_engine_stays_usable(engine, h
     assert _summary(engine.retrieve(haystack, QUESTIONS[0])) == expected
     with pytest.raises(RetrievalCancelled):
         engine.retrieve_many(haystack, QUESTIONS, cancel=cancel)
+
+
+def test_default_batch_size_is_one_on_a_cpu(engine, haystack, monkeypatch):
+    from infiniretri_integrations.core import engine as engine_module
+
+    batches: list[int] = []
+    original = engine_module.batched_question_attention
+
+    def counting(lm, input_ids, spans, layers, heads=None):
+        batches.append(input_ids.shape[0])
+        return original(lm, input_ids, spans, layers, heads)
+
+    monkeypatch.setattr(engine_module, "batched_question_attention", counting)
+    engine.retrieve_many(haystack[:3000], QUESTIONS[:3])
+    assert batches == []  # CPU: one question's pass at a time (batching saves nothing there)
+    results = engine.retrieve_many(haystack[:3000], QUESTIONS[:3], batch_size=2)
+    assert batches == [2, 1] * results[0].stats.chunks

@@ -20,6 +20,7 @@ FILES = ("baselines.json", "leval.json", "engine_8k.json", "engine_32k.json")
 METHODS = (
     "infiniretri",
     "infiniretri[attention]",
+    "infiniretri[shared]",
     "bm25_sentences",
     "bm25_passage_sentences",
     "minilm_sentences",
@@ -54,15 +55,40 @@ def mean_ci(values: list[float], seed: int = 0) -> tuple[float, float, float]:
 
 
 def paired_values(records: list[dict], ids: set[tuple]) -> dict[tuple[str, int], list[float]]:
+    values: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
+    for (method, budget, _), value in per_question(records, ids).items():
+        values[(method, budget)].append(value)
+    return values
+
+
+def per_question(records: list[dict], ids: set[tuple]) -> dict[tuple[str, int, str], float]:
     seen: dict[tuple[str, int, str], float] = {}
     for record in records:
         value = metric(record)
         if key(record) in ids and record["half"] == "test" and record["budget"] in BUDGETS and value is not None:
             seen[(record["method"], record["budget"], record["id"])] = value
-    values: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
-    for (method, budget, _), value in seen.items():
-        values[(method, budget)].append(value)
-    return values
+    return seen
+
+
+PAIRED_AGAINST = ("bm25_sentences", "minilm_sentences", "bm25_chunks", "minilm_chunks")
+
+
+def paired_differences(records: list[dict], ids: set[tuple]) -> list[str]:
+    """Rows ``| baseline | d256 | d512 | d1024 |``: infiniretri minus the baseline on the same
+    questions, mean [95% bootstrap CI] of the per-question differences."""
+    seen = per_question(records, ids)
+    rows = []
+    for baseline in PAIRED_AGAINST:
+        cells = []
+        for budget in BUDGETS:
+            diffs = [
+                seen[("infiniretri", budget, q)] - seen[(baseline, budget, q)]
+                for q in {k[2] for k in ids}
+                if ("infiniretri", budget, q) in seen and (baseline, budget, q) in seen
+            ]
+            cells.append("-" if not diffs else "{:+.2f} [{:+.2f}, {:+.2f}]".format(*mean_ci(diffs)))
+        rows.append(f"| infiniretri - {baseline} | " + " | ".join(cells) + " |")
+    return rows
 
 
 def main(plot: str | None) -> None:
@@ -82,9 +108,13 @@ def main(plot: str | None) -> None:
             cells = []
             for budget in BUDGETS:
                 found = values.get((method, budget))
-                cells.append("-" if not found else "{:.2f} [{:.2f}, {:.2f}]".format(*mean_ci(found)))
+                count = "" if not found or len(found) == questions else f" (n={len(found)})"
+                cells.append("-" if not found else "{:.2f} [{:.2f}, {:.2f}]".format(*mean_ci(found)) + count)
             if any(cell != "-" for cell in cells):
                 print(f"| {method} | " + " | ".join(cells) + " |")
+        print(f"\nPaired differences, {label} (same questions; mean [95% CI]):\n")
+        print("| difference | 256 | 512 | 1,024 |\n|---|---|---|---|")
+        print("\n".join(paired_differences(records, ids)))
         panels.append((f"{label} (n={questions})", values))
     if plot:
         draw(panels, plot)
