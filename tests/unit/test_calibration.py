@@ -288,3 +288,12 @@ def test_command_line_writes_a_store_file(tiny_llama, tiny_llama_folder, tmp_pat
         check=False,
     )
     assert bad.returncode == 2 and "missing.gguf" in bad.stderr
+
+
+def test_synthetic_cases_keep_every_distractor_in_dense_text(tokenizer):
+    # code-like paragraphs hold ~2 characters per token: a placement by character estimate falls past the cut
+    dense = "\n\n".join(f">>> d[{i}]['k{i}']\n[{i}, {i + 1}, {{'a': {i}}}]\n>>> f({i})(x)[::-1]" for i in range(400))
+    for seed in range(4):
+        for case in synthetic_cases(tokenizer, seed=seed, lengths=(256,), depths=(0.0, 50.0), needles=2, filler=dense):
+            assert case.needle in case.text
+            assert all(d in case.text for d in case.distractors), (seed, case.depth_percent)

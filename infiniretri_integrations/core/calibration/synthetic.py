@@ -147,6 +147,13 @@ def synthetic_cases(
                 others = tuple(_fact(rng, template, word)[0] for word in words[1:])
                 body = _filler_with_distractors(rng, paragraphs, int(length), others)
                 planted = plant_needle(body, tokenizer, int(length), float(depth), f"\n{needle}\n", question)
+                if not all(other in planted.text for other in others):
+                    # dense text (code, tables) holds fewer characters per token than the placement
+                    # assumed and a distractor fell past the cut: put the distractors first instead
+                    for other in others:
+                        body = body.replace(f"\n\n{other}", "", 1)
+                    body = "\n\n".join([*others, body])
+                    planted = plant_needle(body, tokenizer, int(length), float(depth), f"\n{needle}\n", question)
                 cases.append(
                     SyntheticCase(
                         text=planted.text,
