@@ -83,7 +83,7 @@ def paired_differences(records: list[dict], ids: set[tuple]) -> list[str]:
         for budget in BUDGETS:
             diffs = [
                 seen[("infiniretri", budget, q)] - seen[(baseline, budget, q)]
-                for q in {k[2] for k in ids}
+                for q in sorted({k[2] for k in ids})
                 if ("infiniretri", budget, q) in seen and (baseline, budget, q) in seen
             ]
             cells.append("-" if not diffs else "{:+.2f} [{:+.2f}, {:+.2f}]".format(*mean_ci(diffs)))
