@@ -433,18 +433,26 @@ def run_benchmark(args: argparse.Namespace) -> int:
     )
     table = summary_table(results)
     print("\n" + table)
-    if args.json:
-        payload = {
-            "model": lm.name,
-            "machine": machine,
-            "date": time.strftime("%Y-%m-%d %H:%M"),
-            "torch": torch.__version__,
-            "results": [asdict(r) | {"seconds_per_1k": r.seconds_per_1k} for r in results],
-            "table": table,
-        }
-        write_atomic(args.json, json.dumps(payload, indent=1))
-        print(f"\nwrote {args.json}")
+    _write_json(
+        args.json, lm, machine, {"results": [asdict(r) | {"seconds_per_1k": r.seconds_per_1k} for r in results]}, table
+    )
     return 0
+
+
+def _write_json(path: Path | None, lm: LocalModel, machine: str, measured: dict[str, Any], table: str) -> None:
+    """The run's measurements with the model, machine, date and torch version (nothing without ``path``)."""
+    if path is None:
+        return
+    payload = {
+        "model": lm.name,
+        "machine": machine,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "torch": torch.__version__,
+        **measured,
+        "table": table,
+    }
+    write_atomic(path, json.dumps(payload, indent=1))
+    print(f"\nwrote {path}")
 
 
 def _parse_variant(text: str) -> tuple[str, dict[str, Any]]:
@@ -482,17 +490,8 @@ def _run_throughput(args: argparse.Namespace, lm: LocalModel, haystack: str) -> 
     rows = run_throughput(engine, corpus, sorted(set(args.throughput)), [m for m in args.modes.split(",") if m])
     table = throughput_table(rows)
     print("\n" + table)
-    if args.json:
-        payload = {
-            "model": lm.name,
-            "machine": machine,
-            "date": time.strftime("%Y-%m-%d %H:%M"),
-            "torch": torch.__version__,
-            "throughput": [asdict(r) | {"question_tokens_per_second": r.question_tokens_per_second} for r in rows],
-            "table": table,
-        }
-        write_atomic(args.json, json.dumps(payload, indent=1))
-        print(f"\nwrote {args.json}")
+    measured = [asdict(r) | {"question_tokens_per_second": r.question_tokens_per_second} for r in rows]
+    _write_json(args.json, lm, machine, {"throughput": measured}, table)
     return 0
 
 

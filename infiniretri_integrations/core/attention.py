@@ -14,7 +14,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -234,14 +234,18 @@ def capture_question_rows(
         keep_heads=keep_heads,
     )
     _run_until_stop(lm, input_ids, capture)
-    missing = set(layers) - set(capture.rows)
+    _check_captured(lm, layers, capture.rows)
+    return capture.rows
+
+
+def _check_captured(lm: LocalModel, layers: Sequence[int], captured: Mapping[int, Any]) -> None:
+    missing = set(layers) - set(captured)
     if missing:
         msg = (
             f"The model never called the attention interface for layer(s) {sorted(missing)}; "
             f"{type(lm.model).__name__} may not support transformers' AttentionInterface"
         )
         raise RuntimeError(msg)
-    return capture.rows
 
 
 def _run_until_stop(lm: LocalModel, input_ids: torch.Tensor, capture: _Capture, cache: Any = None) -> None:
@@ -345,13 +349,7 @@ def batched_question_attention(
         batch_spans=tuple((int(start), int(length)) for start, length in spans),
     )
     _run_until_stop(lm, input_ids, capture)
-    missing = set(layers) - set(capture.batch_rows)
-    if missing:
-        msg = (
-            f"The model never called the attention interface for layer(s) {sorted(missing)}; "
-            f"{type(lm.model).__name__} may not support transformers' AttentionInterface"
-        )
-        raise RuntimeError(msg)
+    _check_captured(lm, layers, capture.batch_rows)
     per_layer = [capture.batch_rows[layer] for layer in layers]
     return [sum((rows[b] for rows in per_layer[1:]), per_layer[0][b]) for b in range(len(spans))]
 
