@@ -15,19 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from infiniretri_integrations.evaluation.evidence import CHEAP_METHODS
+
 FOLDER = Path("docs/results/evidence")
 FILES = ("baselines.json", "leval.json", "engine_8k.json", "engine_32k.json")
-METHODS = (
-    "infiniretri",
-    "infiniretri[attention]",
-    "infiniretri[shared]",
-    "bm25_sentences",
-    "bm25_passage_sentences",
-    "minilm_sentences",
-    "bm25_chunks",
-    "minilm_chunks",
-    "random_sentences",
-)
+METHODS = ("infiniretri", "infiniretri[attention]", "infiniretri[shared]", *CHEAP_METHODS)
 BUDGETS = (256, 512, 1024)
 
 
