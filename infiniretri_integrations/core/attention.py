@@ -21,12 +21,45 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from infiniretri_integrations.core.config import HeadSpec, is_head_pairs
+
 if TYPE_CHECKING:
     from infiniretri_integrations.core.models import LocalModel
 
 CAPTURE_IMPLEMENTATION = "infiniretri_capture"
 
 _ACTIVE: contextvars.ContextVar[_Capture | None] = contextvars.ContextVar("infiniretri_capture", default=None)
+
+
+def heads_by_layer(heads: HeadSpec, layers: Sequence[int], num_heads: int) -> dict[int, tuple[int, ...]] | None:
+    """The heads each of ``layers`` sums (``None``: all heads of every layer), validated.
+
+    >>> heads_by_layer([0, 2], [15, 18], 9)
+    {15: (0, 2), 18: (0, 2)}
+    >>> heads_by_layer([(18, 3), (15, 0), (18, 1)], [15, 18], 9)
+    {15: (0,), 18: (1, 3)}
+    """
+    if heads is None:
+        return None
+    if is_head_pairs(heads):
+        pairs = [(int(layer), int(head)) for layer, head in heads]  # type: ignore[misc]
+        chosen = {layer: tuple(sorted({h for lay, h in pairs if lay == layer})) for layer in layers}
+        stray = sorted({lay for lay, _ in pairs} - set(layers))
+        empty = [layer for layer, hs in chosen.items() if not hs]
+        if stray or empty:
+            msg = (
+                f"scoring_heads pairs {list(heads)} do not match the scoring layers {list(layers)} "
+                f"(layers without a head: {empty}, heads outside them: {stray})"
+            )
+            raise ValueError(msg)
+    else:
+        indices = tuple(int(h) for h in heads)  # type: ignore[arg-type]
+        chosen = {layer: indices for layer in layers}
+    bad = sorted({h for hs in chosen.values() for h in hs if not 0 <= h < num_heads})
+    if bad:
+        msg = f"scoring_heads {bad} out of range for a model with {num_heads} heads"
+        raise ValueError(msg)
+    return chosen
 
 
 class _StopForward(Exception):
@@ -37,7 +70,8 @@ class _StopForward(Exception):
 class _Capture:
     layers: frozenset[int]
     row_start: int
-    heads: tuple[int, ...] | None
+    heads: Mapping[int, tuple[int, ...]] | None
+    """Per scoring layer, the heads summed (``None``: all)."""
     stop_at: int
     keep_heads: bool = False
     rows: dict[int, torch.Tensor] = field(default_factory=dict)
@@ -105,7 +139,9 @@ def _capture_attention(
     capture = _ACTIVE.get()
     layer = getattr(module, "layer_idx", None)
     if capture is not None and layer in capture.layers and capture.batch_spans is not None:
-        capture.batch_rows[layer] = _batch_rows(capture, query, key, attention_mask, scaling, kwargs.get("softcap"))
+        capture.batch_rows[layer] = _batch_rows(
+            capture, layer, query, key, attention_mask, scaling, kwargs.get("softcap")
+        )
     elif capture is not None and layer in capture.layers:
         scale = scaling if scaling is not None else query.shape[-1] ** -0.5
         row_positions = torch.arange(capture.row_start, query.shape[2], device=query.device)
@@ -119,7 +155,7 @@ def _capture_attention(
             past=key.shape[2] - query.shape[2],
         )
         if capture.heads is not None:
-            probabilities = probabilities[:, list(capture.heads)]
+            probabilities = probabilities[:, list(capture.heads[layer])]
         capture.rows[layer] = probabilities[0] if capture.keep_heads else probabilities.sum(dim=1)[0]
     if capture is not None and layer == capture.stop_at:
         raise _StopForward
@@ -129,6 +165,7 @@ def _capture_attention(
 
 def _batch_rows(
     capture: _Capture,
+    layer: int,
     query: torch.Tensor,
     key: torch.Tensor,
     attention_mask: Any,
@@ -152,7 +189,7 @@ def _batch_rows(
             softcap,
         )
         if capture.heads is not None:
-            probabilities = probabilities[:, list(capture.heads)]
+            probabilities = probabilities[:, list(capture.heads[layer])]
         rows.append(probabilities.sum(dim=1)[0])
     return rows
 
@@ -209,7 +246,7 @@ def capture_question_rows(
     input_ids: torch.Tensor,
     row_start: int,
     layers: Sequence[int],
-    heads: Sequence[int] | None = None,
+    heads: HeadSpec = None,
     keep_heads: bool = False,
 ) -> dict[int, torch.Tensor]:
     """Question-row attention of each of ``layers`` in ONE forward pass that stops after the deepest.
@@ -221,15 +258,10 @@ def capture_question_rows(
         ``{layer: [rows, length]}`` (heads summed), or ``{layer: [heads, rows, length]}`` with
         ``keep_heads=True``; float32.
     """
-    if heads is not None:
-        bad = [h for h in heads if h >= lm.num_heads]
-        if bad:
-            msg = f"scoring_heads {bad} out of range for a model with {lm.num_heads} heads"
-            raise ValueError(msg)
     capture = _Capture(
         layers=frozenset(layers),
         row_start=row_start,
-        heads=tuple(heads) if heads is not None else None,
+        heads=heads_by_layer(heads, layers, lm.num_heads),
         stop_at=max(layers),
         keep_heads=keep_heads,
     )
@@ -270,7 +302,7 @@ def shared_prefix_attention(
     prefix_ids: torch.Tensor,
     suffixes: Sequence[torch.Tensor],
     layers: Sequence[int],
-    heads: Sequence[int] | None = None,
+    heads: HeadSpec = None,
 ) -> list[torch.Tensor]:
     """Question-row attention of several suffixes (questions) after ONE shared prefix (context).
 
@@ -290,7 +322,7 @@ def shared_prefix_attention(
     from transformers import DynamicCache
 
     deepest = max(layers)
-    chosen = tuple(heads) if heads is not None else None
+    chosen = heads_by_layer(heads, layers, lm.num_heads)
     cache = DynamicCache(config=lm.model.config)
     results: list[torch.Tensor] = []
     with lm.lock:
@@ -324,7 +356,7 @@ def batched_question_attention(
     input_ids: torch.Tensor,
     spans: Sequence[tuple[int, int]],
     layers: Sequence[int],
-    heads: Sequence[int] | None = None,
+    heads: HeadSpec = None,
 ) -> list[torch.Tensor]:
     """Question-row attention of several right-padded sequences in ONE batched forward pass.
 
@@ -344,7 +376,7 @@ def batched_question_attention(
     capture = _Capture(
         layers=frozenset(layers),
         row_start=0,
-        heads=tuple(heads) if heads is not None else None,
+        heads=heads_by_layer(heads, layers, lm.num_heads),
         stop_at=max(layers),
         batch_spans=tuple((int(start), int(length)) for start, length in spans),
     )
@@ -359,7 +391,7 @@ def question_attention(
     input_ids: torch.Tensor,
     row_start: int,
     layers: Sequence[int],
-    heads: Sequence[int] | None = None,
+    heads: HeadSpec = None,
 ) -> torch.Tensor:
     """Question-row attention probabilities of ``input_ids`` (``[1, length]``), heads summed, layers summed.
 

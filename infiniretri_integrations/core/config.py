@@ -22,6 +22,58 @@ DEFAULT_MAX_SENTENCE_TOKENS = 256
 
 LayerSpec = int | Sequence[int] | Literal["auto"] | None
 
+HeadSpec = Sequence[int] | Sequence[tuple[int, int]] | None
+"""Heads that score: ``None`` (all), head indices summed in every scoring layer, or
+``(layer, head)`` pairs (query-focused heads spread over several layers)."""
+
+HeadSelection = tuple[int, ...] | tuple[tuple[int, int], ...] | None
+"""A :data:`HeadSpec` as the configuration holds it (tuples)."""
+
+
+def is_head_pairs(heads: object) -> bool:
+    """Whether ``heads`` is a sequence of ``(layer, head)`` pairs rather than head indices.
+
+    >>> is_head_pairs([(18, 3), (15, 0)]), is_head_pairs([3, 0]), is_head_pairs(None)
+    (True, False, False)
+    """
+    return (
+        isinstance(heads, Sequence)
+        and not isinstance(heads, str)
+        and bool(heads)
+        and all(isinstance(pair, Sequence) and not isinstance(pair, str) for pair in heads)
+    )
+
+
+def normalize_heads(heads: object) -> HeadSelection:
+    """``scoring_heads`` as a hashable tuple, validated: head indices >= 0, or ``(layer, head)``
+    pairs (a layer may be negative: it counts from the end).
+
+    >>> normalize_heads([3, 0]), normalize_heads([[18, 3], [15, 0]])
+    ((3, 0), ((18, 3), (15, 0)))
+    >>> normalize_heads([])
+    Traceback (most recent call last):
+    ...
+    ValueError: scoring_heads must be None, a non-empty sequence of head indices >= 0 or of (layer, head) pairs, got []
+    """
+    if heads is None:
+        return None
+
+    def index(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if isinstance(heads, Sequence) and not isinstance(heads, str) and heads:
+        if is_head_pairs(heads):
+            pairs = tuple(tuple(pair) for pair in heads)  # type: ignore[arg-type]
+            if all(len(p) == 2 and index(p[0]) and index(p[1]) and p[1] >= 0 for p in pairs):
+                return pairs  # type: ignore[return-value]
+        elif all(index(h) and h >= 0 for h in heads):
+            return tuple(heads)
+    msg = (
+        "scoring_heads must be None, a non-empty sequence of head indices >= 0 or of (layer, head) pairs, "
+        f"got {heads!r}"
+    )
+    raise ValueError(msg)
+
 
 @dataclass(frozen=True)
 class RetrievalConfig:
@@ -41,7 +93,11 @@ class RetrievalConfig:
             known default (measured for the packaged model, otherwise the last layer); an int picks
             one layer (negative counts from the end); a sequence sums several layers; ``"auto"``
             uses (or runs and caches) a calibration for the model.
-        scoring_heads: heads to sum (``None``: all heads, as the reference).
+        scoring_heads: heads to sum (``None``: all heads, as the reference): head indices, summed
+            in every scoring layer, or ``(layer, head)`` pairs (query-focused heads, e.g. chosen by
+            :func:`~infiniretri_integrations.core.calibration.query_focused_heads`), which then
+            set the scoring layers themselves (``scoring_layer`` must be unset, ``"auto"`` or
+            the same layers).
         max_cache_tokens: cap on the kept-sentence cache in tokens (``None``: only the model window
             limits it). When the cap is hit the lowest-scoring sentences are dropped.
         max_sentence_tokens: longer "sentences" (text without punctuation, code, junk) are split at
@@ -82,7 +138,7 @@ class RetrievalConfig:
     phrase_window: int = 8
     question_weights: bool = True
     scoring_layer: LayerSpec = None
-    scoring_heads: tuple[int, ...] | None = None
+    scoring_heads: HeadSelection = None
     max_cache_tokens: int | None = None
     max_sentence_tokens: int = DEFAULT_MAX_SENTENCE_TOKENS
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE
@@ -130,12 +186,7 @@ class RetrievalConfig:
             )
             raise ValueError(msg)
         _validate_layer_spec(self.scoring_layer)
-        if self.scoring_heads is not None:
-            heads = tuple(self.scoring_heads)
-            if not heads or any(not isinstance(h, int) or isinstance(h, bool) or h < 0 for h in heads):
-                msg = f"scoring_heads must be None or a non-empty sequence of head indices >= 0, got {self.scoring_heads!r}"
-                raise ValueError(msg)
-            object.__setattr__(self, "scoring_heads", heads)
+        object.__setattr__(self, "scoring_heads", normalize_heads(self.scoring_heads))
         if isinstance(self.scoring_layer, Sequence) and not isinstance(self.scoring_layer, str):
             object.__setattr__(self, "scoring_layer", tuple(self.scoring_layer))
         _validate_template(self.prompt_template)

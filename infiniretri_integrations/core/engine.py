@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -20,7 +20,7 @@ from infiniretri_integrations.core.attention import (
     shared_prefix_attention,
 )
 from infiniretri_integrations.core.chunking import pack_chunks
-from infiniretri_integrations.core.config import DEFAULT_CHUNK_SIZE, RetrievalConfig
+from infiniretri_integrations.core.config import DEFAULT_CHUNK_SIZE, HeadSelection, RetrievalConfig, is_head_pairs
 from infiniretri_integrations.core.lexical import lexical_signal
 from infiniretri_integrations.core.models import LocalModel, as_local_model
 from infiniretri_integrations.core.progress import progress_bar
@@ -177,10 +177,11 @@ class InfiniRetriEngine:
         """The layer indices that score, after resolving ``None``/``"auto"``/negative indices."""
         return self.scoring_setup(config)[0]
 
-    def scoring_setup(self, config: RetrievalConfig | None = None) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    def scoring_setup(self, config: RetrievalConfig | None = None) -> tuple[tuple[int, ...], HeadSelection]:
         """``(layers, heads)`` that score: ``"auto"`` takes both from the model's calibration
         (heads only where ``scoring_heads`` is unset); ``None`` the model's known default layer
-        (the last layer for unknown models)."""
+        (the last layer for unknown models). ``(layer, head)`` pairs set the layers themselves
+        (returned with their layers resolved)."""
         cfg = config or self.config
         lm = self.scoring_local_model
         spec = cfg.scoring_layer
@@ -190,6 +191,19 @@ class InfiniRetriEngine:
 
             spec, calibrated_heads = calibrated_scoring(lm)
             heads = heads if heads is not None else calibrated_heads
+            if is_head_pairs(heads):
+                spec = None  # the pairs name their layers
+        if heads is not None and is_head_pairs(heads):
+            given = cast("tuple[tuple[int, int], ...]", heads)
+            pairs = tuple((resolve_layers(layer, lm.num_layers)[0], head) for layer, head in given)
+            layers = tuple(sorted({layer for layer, _ in pairs}))
+            if spec is not None and resolve_layers(spec, lm.num_layers) != layers:  # type: ignore[arg-type]
+                msg = (
+                    f"scoring_heads pairs {list(heads)} score layers {list(layers)}, but scoring_layer is {spec!r}; "
+                    "leave scoring_layer unset (or 'auto') with (layer, head) pairs"
+                )
+                raise ValueError(msg)
+            return layers, pairs
         if spec is None:
             spec = lm.default_scoring_layer if lm.default_scoring_layer is not None else -1
         return resolve_layers(spec, lm.num_layers), heads  # type: ignore[arg-type]
@@ -554,7 +568,7 @@ class _PassScorer:
         cfg: RetrievalConfig,
         layout: PromptLayout,
         layers: tuple[int, ...],
-        heads: tuple[int, ...] | None,
+        heads: HeadSelection,
         hook: ForwardHook | None,
     ) -> None:
         self.lm, self.cfg, self.layout, self.layers, self.heads, self.hook = lm, cfg, layout, layers, heads, hook

@@ -113,3 +113,19 @@ def test_gguf_weights_cached_for_fast_reload(real_lm, monkeypatch):
     assert reloaded.dtype == torch.float32
     assert reloaded.fingerprint() == real_lm.fingerprint()
     assert "quantization_config" not in reloaded.model.config.to_dict()
+
+
+def test_query_focused_heads_chosen_on_needles_find_the_needle(real_lm, haystack):
+    from infiniretri_integrations.core.calibration import EvidenceExample, query_focused_heads
+
+    cases = [build_case(haystack, real_lm.tokenizer, 2_000, depth) for depth in (20, 60, 90)]
+    examples = [EvidenceExample(c.text, c.question, (c.needle_span,)) for c in cases]
+    ranking = query_focused_heads(real_lm, examples, layers=range(19))
+    best_share = ranking.ranked()[0][2]
+    assert best_share > 10 * ranking.uniform, ranking.to_markdown(8)
+    heads = ranking.top(8)
+    assert len(heads) == 8 and all(layer <= 18 for layer, _ in heads)
+    engine = InfiniRetriEngine(real_lm, scoring_heads=heads, fusion=None)
+    case = build_case(haystack, real_lm.tokenizer, 6_000, 40)
+    result = engine.retrieve([case.text], case.question)
+    assert needle_retrieved([s.text for s in result.sentences], case.needle)

@@ -7,7 +7,8 @@ package or cached per user; ``scoring_layer="auto"`` uses :func:`calibrated_laye
 
 Modules: ``haystack`` (filler text, needle insertion), ``synthetic`` (the cases), ``measure``
 (per-case metrics), ``runner`` (the calibration's steps), ``report`` (the result and file format),
-``store`` (bundled and cached calibrations), ``auto`` (what ``"auto"`` resolves to).
+``store`` (bundled and cached calibrations), ``auto`` (what ``"auto"`` resolves to), ``heads``
+(query-focused heads chosen on labelled natural questions, QRHead).
 
 Example:
     >>> from infiniretri_integrations import default_model  # doctest: +SKIP
@@ -17,6 +18,12 @@ Example:
 """
 
 from infiniretri_integrations.core.calibration.auto import calibrated_layers, calibrated_scoring
+from infiniretri_integrations.core.calibration.heads import (
+    EvidenceExample,
+    HeadRanking,
+    evidence_share,
+    query_focused_heads,
+)
 from infiniretri_integrations.core.calibration.measure import CaseMetrics, Quality, all_layer_rows
 from infiniretri_integrations.core.calibration.report import SCHEMA_VERSION, CalibrationReport
 from infiniretri_integrations.core.calibration.runner import Candidate, calibrate
@@ -46,6 +53,8 @@ __all__ = [
     "CalibrationReport",
     "Candidate",
     "CaseMetrics",
+    "EvidenceExample",
+    "HeadRanking",
     "Quality",
     "SyntheticCase",
     "all_layer_rows",
@@ -54,9 +63,11 @@ __all__ = [
     "calibrated_layers",
     "calibrated_scoring",
     "clear_calibration_cache",
+    "evidence_share",
     "find_calibration",
     "known_default_layer",
     "load_cached_calibration",
+    "query_focused_heads",
     "store_calibration",
     "synthetic_cases",
 ]

@@ -21,6 +21,7 @@ from infiniretri_integrations.core.calibration.store import (
 )
 
 if TYPE_CHECKING:
+    from infiniretri_integrations.core.config import HeadSelection
     from infiniretri_integrations.core.models import LocalModel
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def expected_settings(settings: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def calibrated_scoring(
     lm: LocalModel, *, refresh: bool = False, progress: bool | None = True, **settings: Any
-) -> tuple[ScoringLayer, tuple[int, ...] | None]:
+) -> tuple[ScoringLayer, HeadSelection]:
     """``(scoring_layer, scoring_heads)`` for ``lm``: its stored calibration (user cache, then
     bundled), else a fresh :func:`~infiniretri_integrations.core.calibration.runner.calibrate`,
     stored in the user cache (kept in memory where the cache cannot be written).

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infiniretri_integrations.core.config import HeadSelection, normalize_heads
+
 SCHEMA_VERSION = 1
 """Version of the calibration file format (a cached file of another version is rebuilt)."""
 
@@ -39,9 +41,8 @@ class CalibrationReport:
         return tuple(layer) if isinstance(layer, list) else int(layer)
 
     @property
-    def scoring_heads(self) -> tuple[int, ...] | None:
-        heads = self.proposal.get("scoring_heads")
-        return None if heads is None else tuple(heads)
+    def scoring_heads(self) -> HeadSelection:
+        return normalize_heads(self.proposal.get("scoring_heads"))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
