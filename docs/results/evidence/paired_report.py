@@ -83,6 +83,25 @@ def paired_differences(records: list[dict], ids: set[tuple]) -> list[str]:
     return rows
 
 
+def reader_f1(records: list[dict], ids: set[tuple]) -> list[str]:
+    """Rows ``| method | F1 at 256 | 512 | 1,024 |`` for the records that have a reader answer."""
+    values: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
+    for record in records:
+        if key(record) in ids and record["half"] == "test" and record["budget"] in BUDGETS and "f1" in record:
+            values[(record["method"], record["budget"])].append(100 * record["f1"])
+    rows = []
+    for method in METHODS:
+        cells = [
+            "{:.1f} [{:.1f}, {:.1f}]".format(*mean_ci(values[(method, b)])) + f" ({len(values[(method, b)])})"
+            if values.get((method, b))
+            else "-"
+            for b in BUDGETS
+        ]
+        if any(cell != "-" for cell in cells):
+            rows.append(f"| {method} | " + " | ".join(cells) + " |")
+    return rows
+
+
 def main(plot: str | None) -> None:
     records = load_records()
     done = {key(r) for r in records if r["method"] == "infiniretri" and r["half"] == "test"}
@@ -107,6 +126,11 @@ def main(plot: str | None) -> None:
         print(f"\nPaired differences, {label} (same questions; mean [95% CI]):\n")
         print("| difference | 256 | 512 | 1,024 |\n|---|---|---|---|")
         print("\n".join(paired_differences(records, ids)))
+        f1_rows = reader_f1(records, ids)
+        if f1_rows:
+            print(f"\nReader F1 x 100, {label} (SmolLM2-135M answering from the kept text; mean [95% CI], n):\n")
+            print("| method | 256 | 512 | 1,024 |\n|---|---|---|---|")
+            print("\n".join(f1_rows))
         panels.append((f"{label} (n={questions})", values))
     if plot:
         draw(panels, plot)
