@@ -30,7 +30,11 @@ from infiniretri_integrations.core.types import RetrievedSentence
         ("Rome.\nQuestion: and Paris?", "Rome.", "stop"),
         ("Rome.<|im_end|>", "Rome.<|im_end|>", None),
         ("Eat a sandwich in Dolores Park.\n\nThe answer is:", "Eat a sandwich in Dolores Park.", None),
-        ("Rome. Answer: it is Rome.", "Rome. Answer: it is Rome.", None),  # an echo followed by text stays  # special tokens are removed at decode time
+        (
+            "Rome. Answer: it is Rome.",
+            "Rome. Answer: it is Rome.",
+            None,
+        ),  # an echo followed by text stays  # special tokens are removed at decode time
     ],
 )
 def test_clean_answer(raw: str, expected: str, reason: str | None) -> None:
