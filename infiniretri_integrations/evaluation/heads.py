@@ -74,7 +74,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     from infiniretri_integrations.cli_common import model_from_args
 
-    args.device, args.dtype = None, None
     lm = model_from_args(args)
     samples = hotpot_samples(data / HOTPOT_FILE, lm.tokenizer, [args.length], args.seed, "calibration", args.limit)
     started = time.perf_counter()

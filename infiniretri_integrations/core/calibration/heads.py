@@ -28,6 +28,7 @@ import torch
 
 from infiniretri_integrations.core.attention import capture_question_rows
 from infiniretri_integrations.core.config import RetrievalConfig
+from infiniretri_integrations.core.progress import progress_bar
 from infiniretri_integrations.core.prompting import build_layout
 
 if TYPE_CHECKING:
@@ -178,11 +179,12 @@ def query_focused_heads(
     """
     cfg = config or RetrievalConfig()
     chosen = tuple(range(lm.num_layers)) if layers is None else tuple(sorted(set(layers)))
-    totals = torch.zeros(len(chosen), lm.num_heads, dtype=torch.float64)
-    uniform_total, count = 0.0, 0
     items = list(examples)
-    from infiniretri_integrations.core.progress import progress_bar
-
+    if not items:
+        msg = "query_focused_heads needs at least one EvidenceExample, got none"
+        raise ValueError(msg)
+    totals = torch.zeros(len(chosen), lm.num_heads, dtype=torch.float64)
+    uniform_total = 0.0
     bar = progress_bar(len(items), "query-focused heads", progress)
     for example in items:
         encoded = lm.tokenizer(example.text, add_special_tokens=False, return_offsets_mapping=True)
@@ -203,17 +205,13 @@ def query_focused_heads(
         for index, layer in enumerate(chosen):
             totals[index] += evidence_share(rows[layer].float().cpu(), slice(context_start, context_end), mask).double()
         uniform_total += float(mask.float().mean())
-        count += 1
         bar.update(1)
     bar.close()
-    if count == 0:
-        msg = "query_focused_heads needs at least one EvidenceExample, got none"
-        raise ValueError(msg)
-    means = totals / count
+    means = totals / len(items)
     return HeadRanking(
         model=lm.name,
         layers=chosen,
         scores=tuple(tuple(round(float(v), 6) for v in row) for row in means),
-        uniform=round(uniform_total / count, 6),
-        examples=count,
+        uniform=round(uniform_total / len(items), 6),
+        examples=len(items),
     )
