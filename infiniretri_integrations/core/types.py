@@ -67,6 +67,41 @@ class RetrievedSentence:
     token_count: int
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
+    def stripped(self) -> tuple[str, int, int]:
+        """The text without surrounding whitespace and its exact ``(start, end)`` in the source
+        document (``document.text[start:end] == text``).
+
+        Example:
+            >>> RetrievedSentence(" Bob lives in Rome. ", 1.0, 0, "d", 1, 10, 30, 5).stripped()
+            ('Bob lives in Rome.', 11, 29)
+        """
+        lead = len(self.text) - len(self.text.lstrip())
+        body = self.text.strip()
+        start = self.start + lead
+        return body, start, start + len(body)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The sentence as plain data (JSON-ready when its metadata is): the stripped text with
+        its span (:meth:`stripped`), score, provenance and size. The one shape every output of
+        the package (CLI JSON, LangChain events, Ray rows) uses.
+
+        Example:
+            >>> RetrievedSentence(" Bob lives in Rome.", 2.5, 1, "bob", 0, 0, 19, 6, {"page": 3}).to_dict()
+            {'text': 'Bob lives in Rome.', 'score': 2.5, 'document_index': 1, 'document_id': 'bob', 'sentence_index': 0, 'start': 1, 'end': 19, 'token_count': 6, 'metadata': {'page': 3}}
+        """
+        text, start, end = self.stripped()
+        return {
+            "text": text,
+            "score": self.score,
+            "document_index": self.document_index,
+            "document_id": self.document_id,
+            "sentence_index": self.sentence_index,
+            "start": start,
+            "end": end,
+            "token_count": self.token_count,
+            "metadata": dict(self.metadata),
+        }
+
 
 @dataclass(frozen=True)
 class ChunkProgress:
