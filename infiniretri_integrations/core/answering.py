@@ -7,40 +7,87 @@ itself (stop conditions, repetition guard, echo stripping) is :mod:`core.generat
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
-from infiniretri_integrations.core.config import RetrievalConfig
+from infiniretri_integrations.core.config import (
+    PROMPT_FIELDS,
+    GenerationConfig,
+    RetrievalConfig,
+    generation_option_names,
+    option_names,
+)
 from infiniretri_integrations.core.generation import TokenStream, generate, stream_generate
+from infiniretri_integrations.core.inputs import validate_question
 from infiniretri_integrations.core.models import LocalModel
 from infiniretri_integrations.core.prompting import build_layout, truncate_middle
 from infiniretri_integrations.core.segmentation import clean_for_tokenizer
 from infiniretri_integrations.core.types import Answer, RetrievalResult, RetrievalStats, RetrievedSentence
+
+AnswerOptions = Mapping[str, Any]
+"""Per-call answer options: :class:`GenerationConfig` fields (``max_new_tokens``, ``stop``,
+``generate_kwargs``) and the prompt fields of :class:`RetrievalConfig` (:data:`PROMPT_FIELDS`)."""
 
 
 class AnsweringEngine(Protocol):
     """What answering needs of an engine (``InfiniRetriEngine`` has it)."""
 
     config: RetrievalConfig
+    generation: GenerationConfig
     max_context_tokens: int | None
 
     @property
     def local_model(self) -> LocalModel: ...
 
-    def build_answer_prompt(self, context: str, question: str, **overrides: Any) -> list[int]: ...
+
+def answer_settings(engine: AnsweringEngine, options: AnswerOptions) -> tuple[RetrievalConfig, GenerationConfig]:
+    """The prompt configuration and the generation settings of one answer: the engine's, with
+    ``options`` applied (``None`` values leave a setting as it is). Retrieval options that do not
+    shape the prompt are refused: they have no effect on an answer.
+
+    Example:
+        >>> from infiniretri_integrations import InfiniRetriEngine
+        >>> engine = InfiniRetriEngine()
+        >>> answer_settings(engine, {"max_new_tokens": 8, "system_prompt": "Be brief."})[1].max_new_tokens
+        8
+        >>> answer_settings(engine, {"chunk_size": 512})
+        Traceback (most recent call last):
+        ...
+        TypeError: chunk_size is a retrieval option and does not change an answer; answer options are ['generate_kwargs', 'max_new_tokens', 'prompt_template', 'stop', 'system_prompt', 'use_chat_template']
+    """
+    generation = {k: v for k, v in options.items() if k in generation_option_names()}
+    prompt = {k: v for k, v in options.items() if k in PROMPT_FIELDS}
+    other = sorted(set(options) - set(generation) - set(prompt))
+    if other:
+        valid = sorted([*generation_option_names(), *PROMPT_FIELDS])
+        kind = "a retrieval option" if set(other) <= set(option_names()) else "not an option"
+        msg = f"{', '.join(other)} is {kind} and does not change an answer; answer options are {valid}"
+        raise TypeError(msg)
+    cfg = engine.config.replace(**prompt) if prompt else engine.config
+    return cfg, engine.generation.replace(**generation)
 
 
-def answer_prompt(engine: AnsweringEngine, context: str, question: str, **overrides: Any) -> list[int]:
+def answer_prompt(
+    engine: AnsweringEngine, context: str, question: str, cfg: RetrievalConfig, max_new_tokens: int
+) -> list[int]:
     """Token ids of the answering prompt for ``context`` and a validated ``question`` (the
     context's middle is cut when prompt plus answer would not fit the window)."""
-    cfg = engine.config.replace(**overrides) if overrides else engine.config
     lm = engine.local_model
     layout = build_layout(lm.tokenizer, cfg, question)
     context_ids = lm.tokenizer(clean_for_tokenizer(context), add_special_tokens=False)["input_ids"] if context else []
     window = engine.max_context_tokens or lm.context_window
-    room = window - layout.fixed_tokens - cfg.max_new_tokens
+    room = window - layout.fixed_tokens - max_new_tokens
     ids, *_ = layout.assemble(truncate_middle(context_ids, room, "context"))
     return ids
+
+
+def _prepared(
+    engine: AnsweringEngine, retrieval: RetrievalResult | str, question: str | None, options: AnswerOptions
+) -> tuple[RetrievalResult, list[int], GenerationConfig]:
+    result = retrieval if isinstance(retrieval, RetrievalResult) else context_only(retrieval, question)
+    asked = validate_question(question if question is not None else result.question)
+    cfg, generation = answer_settings(engine, options)
+    return result, answer_prompt(engine, result.context, asked, cfg, generation.max_new_tokens), generation
 
 
 def answer_from(
@@ -48,21 +95,22 @@ def answer_from(
     retrieval: RetrievalResult | str,
     question: str | None = None,
     *,
-    stop: Sequence[str] | str | None = None,
-    generate_kwargs: Mapping[str, Any] | None = None,
     cancel: threading.Event | None = None,
-    **overrides: Any,
+    **options: Any,
 ) -> Answer:
     """Answer from an existing retrieval (or any context string) with the engine's model.
 
-    ``cancel``: an event checked after every generated token (see :func:`generate`).
+    ``options``: see :data:`AnswerOptions`; ``cancel``: an event checked after every generated
+    token (see :func:`~infiniretri_integrations.core.generation.generate`).
     """
-    result = retrieval if isinstance(retrieval, RetrievalResult) else context_only(retrieval, question)
-    question = question if question is not None else result.question
-    cfg = engine.config.replace(**overrides) if overrides else engine.config
-    ids = engine.build_answer_prompt(result.context, question, **overrides)
+    result, ids, generation = _prepared(engine, retrieval, question, options)
     generated = generate(
-        engine.local_model, ids, cfg.max_new_tokens, stop=stop, generate_kwargs=generate_kwargs, cancel=cancel
+        engine.local_model,
+        ids,
+        generation.max_new_tokens,
+        stop=list(generation.stop),
+        generate_kwargs=generation.generate_kwargs,
+        cancel=cancel,
     )
     return Answer(
         text=generated.text,
@@ -77,19 +125,19 @@ def stream_from(
     retrieval: RetrievalResult | str,
     question: str | None = None,
     *,
-    stop: Sequence[str] | str | None = None,
-    generate_kwargs: Mapping[str, Any] | None = None,
     cancel: threading.Event | None = None,
-    **overrides: Any,
+    **options: Any,
 ) -> TokenStream:
     """The answer's text pieces for an existing retrieval (or context string), as generated
     (a :class:`~infiniretri_integrations.core.generation.TokenStream`: ``close()`` stops it)."""
-    result = retrieval if isinstance(retrieval, RetrievalResult) else context_only(retrieval, question)
-    question = question if question is not None else result.question
-    cfg = engine.config.replace(**overrides) if overrides else engine.config
-    ids = engine.build_answer_prompt(result.context, question, **overrides)
+    _result, ids, generation = _prepared(engine, retrieval, question, options)
     return stream_generate(
-        engine.local_model, ids, cfg.max_new_tokens, stop=stop, generate_kwargs=generate_kwargs, cancel=cancel
+        engine.local_model,
+        ids,
+        generation.max_new_tokens,
+        stop=list(generation.stop),
+        generate_kwargs=generation.generate_kwargs,
+        cancel=cancel,
     )
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from dataclasses import dataclass
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import InitVar, dataclass, field
 from typing import Any, Literal
 
 DEFAULT_PROMPT_TEMPLATE = (
@@ -14,11 +15,68 @@ DEFAULT_PROMPT_TEMPLATE = (
 """The reference package's template: context first, question after it."""
 
 DEFAULT_CHUNK_SIZE = 4096
-"""Document tokens per pass. Left at this default, the engine lowers it for a model whose window
-cannot hold it next to the prompt and a working set (to half of what the prompt leaves)."""
+"""Document tokens per pass when ``chunk_size`` is unset. For a model whose window cannot hold it
+next to the prompt and a working set, the unset chunk size is lowered (to half of what the prompt
+leaves); an explicit ``chunk_size`` is never changed."""
 
 DEFAULT_MAX_SENTENCE_TOKENS = 256
-"""Longest sentence piece; a smaller ``chunk_size`` lowers it to the chunk size."""
+"""Longest sentence piece when ``max_sentence_tokens`` is unset (lowered to the chunk size when
+the chunk is smaller)."""
+
+DEFAULT_TOKENS_PER_PASS = 300
+"""Context tokens the top-k rule keeps per pass when ``tokens_per_pass`` is unset (the reference
+package's ``topk``)."""
+
+DEFAULT_WORKING_SET_TOKENS = 1024
+"""With ``token_budget`` and no ``working_set_tokens``: each pass keeps the best sentences up to
+``max(token_budget, 1024)`` tokens for the next, so that a small budget still lets later chunks
+compete with a working set."""
+
+DEFAULT_FUSION_WEIGHT = 2.5
+"""Weight of the lexical signal's reciprocal rank relative to attention's when ``fusion_weight``
+is unset (chosen on the calibration half of HotpotQA-long; see docs/evaluation.md)."""
+
+DEFAULT_MAX_NEW_TOKENS = 128
+"""Answer length in tokens (the reference package's)."""
+
+PROMPT_FIELDS = ("prompt_template", "system_prompt", "use_chat_template")
+"""The :class:`RetrievalConfig` fields that shape the prompt: the scoring passes read it, and the
+answer is generated from the same prompt around the kept sentences."""
+
+RENAMED_OPTIONS: dict[str, str] = {"top_k": "tokens_per_pass", "max_cache_tokens": "working_set_tokens"}
+"""Old option name -> new name; the old names work for one more release, with a ``DeprecationWarning``."""
+
+
+def renamed_option(old: str, stacklevel: int = 3) -> str:
+    """The new name of a renamed option, warning the caller that the old one is deprecated."""
+    new = RENAMED_OPTIONS[old]
+    warnings.warn(f"{old!r} is deprecated, use {new!r} (same meaning)", DeprecationWarning, stacklevel=stacklevel)
+    return new
+
+
+def renamed_options(options: Mapping[str, Any], stacklevel: int = 3) -> dict[str, Any]:
+    """``options`` with renamed option names replaced by the new ones (each old name warns the
+    caller ``stacklevel`` frames up); giving both names with different values is an error.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     renamed_options({"top_k": 50, "chunk_size": 512})
+        {'tokens_per_pass': 50, 'chunk_size': 512}
+    """
+    result: dict[str, Any] = {}
+    for name, value in options.items():
+        if name not in RENAMED_OPTIONS:
+            result.setdefault(name, value)
+            continue
+        new = renamed_option(name, stacklevel + 1)
+        if new in options and options[new] != value:
+            msg = f"{name}={value!r} and {new}={options[new]!r} are the same option: pass {new} only"
+            raise ValueError(msg)
+        result[new] = value
+    return result
+
 
 LayerSpec = int | Sequence[int] | Literal["auto"] | None
 
@@ -77,14 +135,19 @@ def normalize_heads(heads: object) -> HeadSelection:
 
 @dataclass(frozen=True)
 class RetrievalConfig:
-    """Every knob of InfiniRetri retrieval.
+    """Every knob of InfiniRetri retrieval; each option means one thing whatever the others are.
+
+    Options left at ``None`` take a default that may depend on the model or on other options
+    (said per option); a value you set is used as given, or refused with an error naming it.
 
     Args:
-        chunk_size: tokens of document text read per forward pass (reference: 1024; default 4096:
-            measured as good on evidence recall and ~1.6x cheaper, since each pass re-reads the
-            working set; lowered automatically for models with a small window).
-        top_k: highest-scoring context tokens kept per pass; every sentence holding one is kept
-            whole (reference: 300).
+        chunk_size: document tokens read per forward pass (unset: :data:`DEFAULT_CHUNK_SIZE`,
+            4096, lowered for a model whose window cannot hold it; the reference uses 1024;
+            4096 measured as good on evidence recall and ~1.6x cheaper, since each pass re-reads
+            the working set).
+        tokens_per_pass: the top-k rule: the highest-scoring context tokens kept per pass, every
+            sentence holding one kept whole (unset: :data:`DEFAULT_TOKENS_PER_PASS`, 300, as the
+            reference). Not with ``token_budget``, which keeps by score up to a token count.
         phrase_window: width of the moving sum over neighbouring key positions (reference: 8;
             the paper reportedly uses 15).
         question_weights: weight each question row by the attention it puts on the question itself,
@@ -98,88 +161,106 @@ class RetrievalConfig:
             :func:`~infiniretri_integrations.core.calibration.query_focused_heads`), which then
             set the scoring layers themselves (``scoring_layer`` must be unset, ``"auto"`` or
             the same layers).
-        max_cache_tokens: cap on the kept-sentence cache in tokens (``None``: only the model window
-            limits it). When the cap is hit the lowest-scoring sentences are dropped.
+        working_set_tokens: the most tokens of kept sentences each pass carries to the next
+            (the working set, read again beside the next chunk). Unset: what the model window
+            leaves beside the chunk and the prompt; with ``token_budget``, each pass keeps the
+            best sentences up to ``max(token_budget, working_set_tokens or`` :data:`DEFAULT_WORKING_SET_TOKENS`
+            ``)`` and carries at most ``working_set_tokens`` of them. The window always caps it.
         max_sentence_tokens: longer "sentences" (text without punctuation, code, junk) are split at
-            line breaks, then spaces, then token boundaries into pieces of at most this many tokens.
-            Left at its default, it is lowered to ``chunk_size`` when the chunk is smaller.
-        prompt_template: must contain ``{context}`` before ``{question}``.
-        system_prompt: optional system message for chat templates.
+            line breaks, then spaces, then token boundaries into pieces of at most this many
+            tokens (unset: :data:`DEFAULT_MAX_SENTENCE_TOKENS`, 256, or the chunk size when smaller).
+        prompt_template: must contain ``{context}`` before ``{question}``; the scoring passes
+            read this prompt and the answer is generated from it.
+        system_prompt: optional system message for chat templates (scoring passes and answer).
         use_chat_template: ``None`` wraps the prompt in the tokenizer's chat template when it has one.
-        max_new_tokens: answer length (reference: 128).
-        token_budget: keep the best-scoring sentences until this many tokens (of the scoring
-            model's tokenizer) are kept; the result is in document order. ``None`` keeps what the
-            ``top_k`` rule keeps. Each pass keeps ``max(token_budget, max_cache_tokens)`` tokens
-            (``max_cache_tokens`` unset: 1,024) so that later chunks compete with a working set;
-            the final cut uses the last pass's scores.
+        token_budget: the result: the best-scoring sentences until this many tokens of the
+            answering model (the engine's ``model``, which reads them) are kept, in document
+            order. ``None`` keeps what the top-k rule keeps.
         fusion: a lexical signal fused with attention by reciprocal rank (default ``"bm25"``: BM25
             of each sentence with its passage's first line, over the same sentences), or ``None``
-            for attention alone (the paper's method).
-        fusion_weight: weight of the lexical signal's reciprocal rank relative to attention's
-            (default 2.5, chosen on the calibration half of HotpotQA-long; see docs/evaluation.md).
-        fusion_stage: ``"final"`` fuses once, over every sentence of the input (each with the
-            attention score of the last pass that read it), after the chunk loop; ``"pass"``
+            for attention alone (the paper's method). The one way to switch fusion off.
+        fusion_weight: weight (> 0) of the lexical signal's reciprocal rank relative to
+            attention's (unset: :data:`DEFAULT_FUSION_WEIGHT`, 2.5). Only with ``fusion``.
+        fusion_stage: ``"final"`` (unset) fuses once, over every sentence of the input (each with
+            the attention score of the last pass that read it), after the chunk loop; ``"pass"``
             fuses inside every pass, so the fused score also chooses what each pass carries on.
+            Only with ``fusion``.
         content_free: subtract the attention a content-free question (``"N/A"``) puts on each
             context token (ICR). The context is encoded once per pass and shared by both
             questions, so the extra cost is one pass over the question tokens.
 
+    Renamed (the old names work until the next release, with a ``DeprecationWarning``):
+    ``top_k`` is ``tokens_per_pass``, ``max_cache_tokens`` is ``working_set_tokens``;
+    ``max_new_tokens`` moved to :class:`GenerationConfig`.
+
     Example:
-        >>> RetrievalConfig(top_k=100).top_k
+        >>> RetrievalConfig(tokens_per_pass=100).tokens_per_pass
         100
-        >>> RetrievalConfig(top_k=0)
+        >>> RetrievalConfig(tokens_per_pass=0)
         Traceback (most recent call last):
         ...
-        ValueError: top_k must be a positive integer, got 0
+        ValueError: tokens_per_pass must be a positive integer, got 0
+        >>> RetrievalConfig(token_budget=512, tokens_per_pass=100)
+        Traceback (most recent call last):
+        ...
+        ValueError: tokens_per_pass=100 does nothing with token_budget=512 (each pass then keeps sentences by score up to working_set_tokens); set one of them
     """
 
-    chunk_size: int = DEFAULT_CHUNK_SIZE
-    top_k: int = 300
+    chunk_size: int | None = None
+    tokens_per_pass: int | None = None
     phrase_window: int = 8
     question_weights: bool = True
     scoring_layer: LayerSpec = None
     scoring_heads: HeadSelection = None
-    max_cache_tokens: int | None = None
-    max_sentence_tokens: int = DEFAULT_MAX_SENTENCE_TOKENS
+    working_set_tokens: int | None = None
+    max_sentence_tokens: int | None = None
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE
     system_prompt: str | None = None
     use_chat_template: bool | None = None
-    max_new_tokens: int = 128
     token_budget: int | None = None
     fusion: str | None = "bm25"
-    fusion_weight: float = 2.5
-    fusion_stage: Literal["final", "pass"] = "final"
+    fusion_weight: float | None = None
+    fusion_stage: Literal["final", "pass"] | None = None
     content_free: bool = False
+    top_k: InitVar[int | None] = None
+    max_cache_tokens: InitVar[int | None] = None
+    max_new_tokens: InitVar[int | None] = None
+    legacy_max_new_tokens: int | None = field(default=None, init=False, repr=False, compare=False)
+    """``max_new_tokens`` given here (deprecated): the engine takes it as its generation default."""
 
-    def __post_init__(self) -> None:
-        _require_positive_int("chunk_size", self.chunk_size)
-        _require_positive_int("top_k", self.top_k)
+    def __post_init__(self, top_k: int | None, max_cache_tokens: int | None, max_new_tokens: int | None) -> None:
+        for old, value in (("top_k", top_k), ("max_cache_tokens", max_cache_tokens)):
+            if value is not None:
+                new = renamed_option(old, stacklevel=4)
+                if getattr(self, new) is not None and getattr(self, new) != value:
+                    msg = f"{old}={value!r} and {new}={getattr(self, new)!r} are the same option: pass {new} only"
+                    raise ValueError(msg)
+                object.__setattr__(self, new, value)
+        if max_new_tokens is not None:
+            warnings.warn(
+                "RetrievalConfig(max_new_tokens=...) is deprecated: answer length is a generation option, "
+                "use GenerationConfig(max_new_tokens=...) or InfiniRetriEngine(max_new_tokens=...)",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            _require_positive_int("max_new_tokens", max_new_tokens)
+            object.__setattr__(self, "legacy_max_new_tokens", max_new_tokens)
+        for name in ("chunk_size", "tokens_per_pass", "working_set_tokens", "max_sentence_tokens", "token_budget"):
+            if getattr(self, name) is not None:
+                _require_positive_int(name, getattr(self, name))
         _require_positive_int("phrase_window", self.phrase_window)
-        _require_positive_int("max_sentence_tokens", self.max_sentence_tokens)
-        _require_positive_int("max_new_tokens", self.max_new_tokens)
-        if self.max_cache_tokens is not None:
-            _require_positive_int("max_cache_tokens", self.max_cache_tokens)
-        if self.token_budget is not None:
-            _require_positive_int("token_budget", self.token_budget)
-        if self.fusion is not None:
-            from infiniretri_integrations.core.lexical import LEXICAL_SIGNALS
-
-            if self.fusion not in LEXICAL_SIGNALS:
-                msg = f"fusion must be None or one of {sorted(LEXICAL_SIGNALS)}, got {self.fusion!r}"
-                raise ValueError(msg)
-        if self.fusion_stage not in ("final", "pass"):
-            msg = f"fusion_stage must be 'final' or 'pass', got {self.fusion_stage!r}"
+        if self.tokens_per_pass is not None and self.token_budget is not None:
+            msg = (
+                f"tokens_per_pass={self.tokens_per_pass!r} does nothing with token_budget={self.token_budget!r} "
+                "(each pass then keeps sentences by score up to working_set_tokens); set one of them"
+            )
             raise ValueError(msg)
+        self._validate_fusion()
         if (
-            not isinstance(self.fusion_weight, (int, float))
-            or isinstance(self.fusion_weight, bool)
-            or not 0 <= self.fusion_weight < float("inf")
+            self.max_sentence_tokens is not None
+            and self.chunk_size is not None
+            and self.max_sentence_tokens > self.chunk_size
         ):
-            msg = f"fusion_weight must be a finite number >= 0, got {self.fusion_weight!r}"
-            raise ValueError(msg)
-        if self.max_sentence_tokens == DEFAULT_MAX_SENTENCE_TOKENS and self.chunk_size < self.max_sentence_tokens:
-            object.__setattr__(self, "max_sentence_tokens", self.chunk_size)
-        if self.max_sentence_tokens > self.chunk_size:
             msg = (
                 f"max_sentence_tokens ({self.max_sentence_tokens}) must not exceed chunk_size "
                 f"({self.chunk_size}): a sentence has to fit in a chunk"
@@ -191,18 +272,154 @@ class RetrievalConfig:
             object.__setattr__(self, "scoring_layer", tuple(self.scoring_layer))
         _validate_template(self.prompt_template)
 
+    def _validate_fusion(self) -> None:
+        if self.fusion is not None:
+            from infiniretri_integrations.core.lexical import LEXICAL_SIGNALS
+
+            if self.fusion not in LEXICAL_SIGNALS:
+                msg = f"fusion must be None or one of {sorted(LEXICAL_SIGNALS)}, got {self.fusion!r}"
+                raise ValueError(msg)
+        elif self.fusion_weight is not None or self.fusion_stage is not None:
+            given = {"fusion_weight": self.fusion_weight, "fusion_stage": self.fusion_stage}
+            named = ", ".join(f"{k}={v!r}" for k, v in given.items() if v is not None)
+            msg = f"{named} applies only with fusion; fusion=None (attention alone) uses no fusion options"
+            raise ValueError(msg)
+        if self.fusion_stage is not None and self.fusion_stage not in ("final", "pass"):
+            msg = f"fusion_stage must be 'final', 'pass' or None (final), got {self.fusion_stage!r}"
+            raise ValueError(msg)
+        if self.fusion_weight is not None and (
+            not isinstance(self.fusion_weight, (int, float))
+            or isinstance(self.fusion_weight, bool)
+            or not 0 < self.fusion_weight < float("inf")
+        ):
+            msg = (
+                f"fusion_weight must be a finite number > 0, got {self.fusion_weight!r}; "
+                "fusion=None switches fusion off"
+            )
+            raise ValueError(msg)
+
+    # ------------------------------------------------------------------ resolved values
+    @property
+    def effective_tokens_per_pass(self) -> int | None:
+        """The top-k rule's tokens per pass: ``tokens_per_pass`` or its default; ``None`` with a
+        ``token_budget`` (passes then keep by score)."""
+        if self.token_budget is not None:
+            return None
+        return self.tokens_per_pass if self.tokens_per_pass is not None else DEFAULT_TOKENS_PER_PASS
+
+    @property
+    def effective_fusion_weight(self) -> float | None:
+        """``fusion_weight`` or its default; ``None`` without fusion."""
+        if self.fusion is None:
+            return None
+        return float(self.fusion_weight) if self.fusion_weight is not None else DEFAULT_FUSION_WEIGHT
+
+    @property
+    def fuses_every_pass(self) -> bool:
+        """Whether fusion runs inside every pass (``fusion_stage="pass"``) rather than once at the end."""
+        return self.fusion is not None and self.fusion_stage == "pass"
+
+    def effective_max_sentence_tokens(self, chunk_size: int) -> int:
+        """``max_sentence_tokens``, or its default lowered to ``chunk_size``."""
+        if self.max_sentence_tokens is not None:
+            return self.max_sentence_tokens
+        return min(DEFAULT_MAX_SENTENCE_TOKENS, chunk_size)
+
     def replace(self, **changes: Any) -> RetrievalConfig:
-        """A copy with some fields changed (validated again).
+        """A copy with some fields changed (validated again); renamed options are accepted with
+        a ``DeprecationWarning``.
 
         Example:
             >>> RetrievalConfig().replace(phrase_window=15).phrase_window
             15
         """
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        changes = renamed_options(changes)
+        legacy = changes.pop("max_new_tokens", None)
+        unknown = set(changes) - set(option_names())
         if unknown:
-            msg = f"Unknown retrieval option(s) {sorted(unknown)}; expected some of {[f.name for f in dataclasses.fields(self)]}"
+            msg = f"Unknown retrieval option(s) {sorted(unknown)}; expected some of {list(option_names())}"
             raise TypeError(msg)
-        return dataclasses.replace(self, **changes)
+        replaced = dataclasses.replace(self, **changes, max_new_tokens=legacy)
+        if legacy is None and self.legacy_max_new_tokens is not None:
+            object.__setattr__(replaced, "legacy_max_new_tokens", self.legacy_max_new_tokens)
+        return replaced
+
+
+def option_names() -> tuple[str, ...]:
+    """Every :class:`RetrievalConfig` option, in declaration order (renamed ones not included).
+
+    Example:
+        >>> option_names()[:3]
+        ('chunk_size', 'tokens_per_pass', 'phrase_window')
+    """
+    return tuple(f.name for f in dataclasses.fields(RetrievalConfig) if f.init)
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """How the answer is generated from the kept sentences (used only by what answers: the
+    engine's ``answer``/``stream`` methods, the QA runnable, the synthesizer, the LLM).
+
+    Args:
+        max_new_tokens: answer length in tokens (reference: 128).
+        stop: extra stop strings; the answer ends before the first one.
+        generate_kwargs: passed to ``model.generate`` (sampling, ``repetition_penalty``, ...).
+
+    Example:
+        >>> GenerationConfig(max_new_tokens=32).max_new_tokens
+        32
+        >>> GenerationConfig(stop="END").stop
+        ('END',)
+        >>> GenerationConfig(max_new_tokens=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: max_new_tokens must be a positive integer, got 0
+    """
+
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    stop: tuple[str, ...] = ()
+    generate_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require_positive_int("max_new_tokens", self.max_new_tokens)
+        stop = self.stop
+        if stop is None:
+            stop = ()
+        elif isinstance(stop, str):
+            stop = (stop,)
+        if not isinstance(stop, Sequence) or not all(isinstance(s, str) and s for s in stop):
+            msg = f"stop must be a string or a sequence of non-empty strings, got {self.stop!r}"
+            raise TypeError(msg)
+        object.__setattr__(self, "stop", tuple(stop))
+        kwargs = self.generate_kwargs if self.generate_kwargs is not None else {}
+        if not isinstance(kwargs, Mapping):
+            msg = f"generate_kwargs must be a mapping (a dict of model.generate arguments), got {kwargs!r}"
+            raise TypeError(msg)
+        object.__setattr__(self, "generate_kwargs", dict(kwargs))
+
+    def replace(self, **changes: Any) -> GenerationConfig:
+        """A copy with some fields changed (validated again); ``None`` values leave a field as it is.
+
+        Example:
+            >>> GenerationConfig().replace(max_new_tokens=8, stop=None).max_new_tokens
+            8
+        """
+        given = {name: value for name, value in changes.items() if value is not None}
+        unknown = set(given) - set(generation_option_names())
+        if unknown:
+            msg = f"Unknown generation option(s) {sorted(unknown)}; expected some of {list(generation_option_names())}"
+            raise TypeError(msg)
+        return dataclasses.replace(self, **given)
+
+
+def generation_option_names() -> tuple[str, ...]:
+    """Every :class:`GenerationConfig` option.
+
+    Example:
+        >>> generation_option_names()
+        ('max_new_tokens', 'stop', 'generate_kwargs')
+    """
+    return tuple(f.name for f in dataclasses.fields(GenerationConfig))
 
 
 def _require_positive_int(name: str, value: object) -> None:

@@ -15,7 +15,7 @@ import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from infiniretri_integrations.core.storage import cache_dir, staged_path
 
@@ -56,6 +56,8 @@ class LocalModel:
     tokenizer: PreTrainedTokenizerBase
     name: str = ""
     default_scoring_layer: int | tuple[int, ...] | None = None
+    """The layer(s) that score when ``scoring_layer`` is unset; ``None``: the one shipped for this
+    model (the packaged model's is measured), else the last layer."""
     lock: threading.RLock = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -69,10 +71,6 @@ class LocalModel:
         self.lock = model_lock(self.model)
         if not self.name:
             self.name = str(getattr(self.model.config, "name_or_path", "") or type(self.model).__name__)
-        if self.default_scoring_layer is None:
-            from infiniretri_integrations.core.calibration.store import known_default_layer
-
-            self.default_scoring_layer = known_default_layer(self)
 
     @property
     def text_config(self) -> Any:
@@ -415,3 +413,65 @@ def as_local_model(
         msg = f"A tokenizer is required with a ready-built model ({type(model).__name__}); pass tokenizer=..."
         raise ValueError(msg)
     return LocalModel(model=model, tokenizer=tokenizer)
+
+
+ModelSource: TypeAlias = "LocalModel | PreTrainedModel | str | os.PathLike[str] | None"
+"""What callers may give as a model: a :class:`LocalModel`, a transformers causal LM (with its
+tokenizer), a local folder or ``.gguf`` path, or ``None`` for the packaged default."""
+
+
+class LazyModel:
+    """A model given in any :data:`ModelSource` form, as a :class:`LocalModel` loaded on first use
+    (once, whatever the number of threads); ready-built objects are wrapped at once.
+
+    Example:
+        >>> LazyModel(None).loaded
+        False
+        >>> LazyModel(42)
+        Traceback (most recent call last):
+        ...
+        TypeError: model must be a LocalModel, a transformers causal LM (with its tokenizer), a local folder or .gguf path, or None for the packaged default; got int: 42
+    """
+
+    def __init__(
+        self,
+        source: ModelSource,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        name: str = "model",
+    ) -> None:
+        if isinstance(source, (int, float, bool, bytes, list, tuple, dict)):
+            msg = (
+                f"{name} must be a LocalModel, a transformers causal LM (with its tokenizer), a local folder "
+                f"or .gguf path, or None for the packaged default; got {type(source).__name__}: {source!r:.80}"
+            )
+            raise TypeError(msg)
+        self.source = source
+        self._tokenizer = tokenizer
+        self._device = device
+        self._dtype = dtype
+        self._lock = threading.Lock()
+        self._model: LocalModel | None = None
+        if isinstance(source, LocalModel):
+            self._model = source
+        elif source is not None and not isinstance(source, (str, os.PathLike)):
+            self._model = as_local_model(source, tokenizer)
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def get(self) -> LocalModel:
+        """The model, loaded now if it was not yet."""
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = as_local_model(
+                        self.source,  # type: ignore[arg-type]
+                        self._tokenizer,
+                        device=self._device,
+                        dtype=self._dtype,
+                    )
+        return self._model

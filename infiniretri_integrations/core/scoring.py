@@ -170,21 +170,33 @@ def _ranks(scores: torch.Tensor) -> torch.Tensor:
     return greater.to(torch.float64) + 1.0
 
 
-def fill_budget(scores: Sequence[float] | torch.Tensor, sizes: Sequence[int], budget: int) -> list[int]:
+def fill_budget(
+    scores: Sequence[float] | torch.Tensor,
+    sizes: Sequence[int],
+    budget: int,
+    limits: Sequence[tuple[Sequence[int], int]] = (),
+) -> list[int]:
     """Items taken in score order while they fit in ``budget`` (items that do not fit are
     skipped, smaller ones after them may still fit); returned in their original order.
+
+    ``limits``: further ``(sizes, budget)`` constraints (e.g. the same items counted in another
+    tokenizer's tokens); an item is taken only when it fits in every one.
 
     Example:
         >>> fill_budget([0.9, 0.5, 0.8, 0.1], [6, 2, 5, 1], 8)
         [0, 1]
         >>> fill_budget([0.9, 0.5, 0.8, 0.1], [6, 2, 5, 1], 9)
         [0, 1, 3]
+        >>> fill_budget([0.9, 0.5, 0.8, 0.1], [6, 2, 5, 1], 13), fill_budget([0.9, 0.5, 0.8, 0.1], [6, 2, 5, 1], 13, limits=[([1, 9, 1, 1], 3)])
+        ([0, 1, 2], [0, 2, 3])
     """
     values = scores.tolist() if isinstance(scores, torch.Tensor) else list(scores)
+    constraints = [(sizes, budget), *limits]
+    used = [0] * len(constraints)
     chosen: list[int] = []
-    used = 0
     for index in sorted(range(len(values)), key=lambda i: (-values[i], i)):
-        if used + sizes[index] <= budget:
+        if all(used[c] + size[index] <= cap for c, (size, cap) in enumerate(constraints)):
             chosen.append(index)
-            used += sizes[index]
+            for c, (size, _cap) in enumerate(constraints):
+                used[c] += size[index]
     return sorted(chosen)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -220,3 +220,10 @@ class RetrievalCancelled(Exception):
 
     The model lock is free again when this is raised: the next call runs normally.
     """
+
+
+ProgressCallback = Callable[[ChunkProgress, list[RetrievedSentence]], None]
+"""Called after each chunk with the progress and the current working set (first question's)."""
+
+ForwardHook = Callable[[ForwardPass], None]
+"""Called with what is fed to the model before every scoring forward pass."""

@@ -9,13 +9,13 @@ from infiniretri_integrations.core.attention import resolve_layers
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("top_k", 0),
-        ("top_k", -3),
+        ("tokens_per_pass", 0),
+        ("tokens_per_pass", -3),
         ("chunk_size", 0),
         ("phrase_window", 0),
-        ("top_k", 2.5),
-        ("max_cache_tokens", 0),
-        ("top_k", True),
+        ("tokens_per_pass", 2.5),
+        ("working_set_tokens", 0),
+        ("tokens_per_pass", True),
     ],
 )
 def test_invalid_numbers_name_the_value(field, value):
@@ -42,7 +42,57 @@ def test_layer_specs():
 def test_replace_rejects_unknown_options():
     with pytest.raises(TypeError, match="topk"):
         RetrievalConfig().replace(topk=3)
-    assert RetrievalConfig().replace(top_k=5).top_k == 5
+    assert RetrievalConfig().replace(tokens_per_pass=5).tokens_per_pass == 5
+
+
+@pytest.mark.parametrize(("old", "new"), [("top_k", "tokens_per_pass"), ("max_cache_tokens", "working_set_tokens")])
+def test_renamed_options_still_work_with_a_deprecation_warning(old, new):
+    with pytest.warns(DeprecationWarning, match=f"'{old}' is deprecated, use '{new}'"):
+        config = RetrievalConfig(**{old: 64})
+    assert getattr(config, new) == 64
+    with pytest.warns(DeprecationWarning, match=old):
+        assert getattr(RetrievalConfig().replace(**{old: 32}), new) == 32
+    with pytest.raises(ValueError, match=f"{old}=64 and {new}=32 are the same option"), pytest.warns(DeprecationWarning):
+        RetrievalConfig(**{old: 64, new: 32})
+
+
+def test_max_new_tokens_moved_to_the_generation_config():
+    from infiniretri_integrations import InfiniRetriEngine
+    from infiniretri_integrations.core.config import GenerationConfig, option_names
+
+    assert "max_new_tokens" not in option_names()
+    with pytest.warns(DeprecationWarning, match="GenerationConfig"):
+        legacy = RetrievalConfig(max_new_tokens=7)
+    assert InfiniRetriEngine(config=legacy.replace(chunk_size=512)).generation.max_new_tokens == 7
+    assert InfiniRetriEngine(max_new_tokens=9).generation.max_new_tokens == 9
+    assert InfiniRetriEngine(generation=GenerationConfig(stop="END")).generation.stop == ("END",)
+
+
+@pytest.mark.parametrize(
+    ("options", "resolved"),
+    [
+        ({}, (None, 300, 2.5, False)),
+        ({"token_budget": 512}, (None, None, 2.5, False)),
+        ({"fusion": None}, (None, 300, None, False)),
+        ({"fusion_stage": "pass", "fusion_weight": 1.0}, (None, 300, 1.0, True)),
+        ({"chunk_size": 1024, "tokens_per_pass": 50}, (1024, 50, 2.5, False)),
+    ],
+)
+def test_unset_options_resolve_to_their_documented_defaults(options, resolved):
+    config = RetrievalConfig(**options)
+    assert (
+        config.chunk_size,
+        config.effective_tokens_per_pass,
+        config.effective_fusion_weight,
+        config.fuses_every_pass,
+    ) == resolved
+
+
+def test_explicit_default_values_are_kept_as_given():
+    from infiniretri_integrations.core.config import DEFAULT_CHUNK_SIZE
+
+    assert RetrievalConfig(chunk_size=DEFAULT_CHUNK_SIZE).chunk_size == DEFAULT_CHUNK_SIZE
+    assert RetrievalConfig().chunk_size is None
 
 
 def test_sentence_must_fit_chunk():

@@ -27,7 +27,7 @@ DOCS = [
 
 @pytest.fixture
 def engine(tiny_llama):
-    return InfiniRetriEngine(tiny_llama, chunk_size=64, top_k=8, max_sentence_tokens=32)
+    return InfiniRetriEngine(tiny_llama, chunk_size=64, tokens_per_pass=8, max_sentence_tokens=32)
 
 
 def test_provenance_ids_metadata_order_and_spans(engine):
@@ -105,7 +105,7 @@ def test_nul_bytes_and_junk_are_read(engine):
 def test_cache_cap_and_memory_bound(tiny_llama, stdlib_haystack):
     """Every forward pass holds at most one chunk plus the capped cache plus the prompt."""
     passes: list[ForwardPass] = []
-    engine = InfiniRetriEngine(tiny_llama, chunk_size=256, top_k=200, max_cache_tokens=128, max_sentence_tokens=64)
+    engine = InfiniRetriEngine(tiny_llama, chunk_size=256, tokens_per_pass=200, working_set_tokens=128, max_sentence_tokens=64)
     text = stdlib_haystack[:40_000]
     result = engine.retrieve([text], "What does the json module do?", on_forward=passes.append)
     lengths = [p.input_ids.shape[1] for p in passes]
@@ -115,7 +115,7 @@ def test_cache_cap_and_memory_bound(tiny_llama, stdlib_haystack):
     from infiniretri_integrations.core.prompting import build_layout
 
     fixed = build_layout(tiny_llama.tokenizer, engine.config, "What does the json module do?").fixed_tokens
-    from infiniretri_integrations.core.engine import SHAPE_BUCKET
+    from infiniretri_integrations.core.passes import SHAPE_BUCKET
 
     bound = -(-(256 + 128 + fixed) // SHAPE_BUCKET) * SHAPE_BUCKET  # right-padding to the shape bucket
     assert max(lengths) <= bound
@@ -159,7 +159,7 @@ def test_model_attention_is_restored_after_scoring(engine, tiny_llama):
 
 
 def test_lazy_model_loading_and_injection(tiny_llama):
-    lazy = InfiniRetriEngine(top_k=5)
+    lazy = InfiniRetriEngine(tokens_per_pass=5)
     assert not lazy.model_loaded
     injected = InfiniRetriEngine(tiny_llama.model, tiny_llama.tokenizer)
     assert injected.model_loaded and injected.local_model.lock is tiny_llama.lock
@@ -184,6 +184,6 @@ def test_float64_and_bfloat16_models_run(tokenizer):
             )
         ).to(dtype)
         result = InfiniRetriEngine(
-            LocalModel(model=model, tokenizer=tokenizer), chunk_size=64, max_sentence_tokens=32, top_k=4
+            LocalModel(model=model, tokenizer=tokenizer), chunk_size=64, max_sentence_tokens=32, tokens_per_pass=4
         ).retrieve(["One two. Three four. Five six."], "Q?")
         assert result.sentences

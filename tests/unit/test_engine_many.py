@@ -22,7 +22,7 @@ QUESTIONS = [
 @pytest.fixture
 def engine(tiny_llama):
     assert tiny_llama.model.dtype == torch.float32
-    return InfiniRetriEngine(tiny_llama, chunk_size=256, top_k=40, max_sentence_tokens=64)
+    return InfiniRetriEngine(tiny_llama, chunk_size=256, tokens_per_pass=40, max_sentence_tokens=64)
 
 
 @pytest.fixture
@@ -36,9 +36,13 @@ def _summary(result):
     ]
 
 
-@pytest.mark.parametrize("batch_size", [1, 2, 5])
-@pytest.mark.parametrize("options", [{}, {"fusion": None}, {"token_budget": 120}, {"content_free": True}])
+@pytest.mark.parametrize("batch_size", [1, 2, 5, None])
+@pytest.mark.parametrize(
+    "options", [{}, {"fusion": None}, {"token_budget": 120, "tokens_per_pass": None}, {"content_free": True}]
+)
 def test_many_equals_one_call_per_question(engine, haystack, batch_size, options):
+    if options.get("content_free") and batch_size is not None:
+        pytest.skip("batch_size does not apply with content_free (see test_batch_size_is_refused_where_it_does_nothing)")
     many = engine.retrieve_many(
         [haystack, "A second document. It is short."], QUESTIONS, batch_size=batch_size, **options
     )
@@ -65,7 +69,9 @@ def test_shared_context_keeps_valid_spans_and_finds_a_planted_fact(engine, hayst
     fact = "The secret harbour code is PELICAN-42."
     text = haystack[:6000] + " " + fact + " " + haystack[6000:]
     questions = ["What is the secret harbour code?", *QUESTIONS[:3]]
-    shared = engine.retrieve_many(text, questions, share_context=True, token_budget=200, fusion_weight=20.0)
+    shared = engine.retrieve_many(
+        text, questions, share_context=True, token_budget=200, tokens_per_pass=None, fusion_weight=20.0
+    )
     assert len(shared) == len(questions)
     for result in shared:
         assert 0 < result.stats.kept_tokens <= 200
@@ -80,16 +86,16 @@ def test_shared_context_keeps_valid_spans_and_finds_a_planted_fact(engine, hayst
 
 
 def test_shared_context_encodes_the_context_once_per_pass(engine, haystack, monkeypatch):
-    from infiniretri_integrations.core import engine as engine_module
+    from infiniretri_integrations.core import passes as passes_module
 
     calls: list[int] = []
-    original = engine_module.shared_prefix_attention
+    original = passes_module.shared_prefix_attention
 
     def counting(lm, prefix, suffixes, layers, heads=None):
         calls.append(len(suffixes))
         return original(lm, prefix, suffixes, layers, heads)
 
-    monkeypatch.setattr(engine_module, "shared_prefix_attention", counting)
+    monkeypatch.setattr(passes_module, "shared_prefix_attention", counting)
     results = engine.retrieve_many(haystack, QUESTIONS, share_context=True)
     assert calls == [len(QUESTIONS)] * results[0].stats.chunks
 
@@ -125,17 +131,24 @@ def test_cancel_stops_before_the_next_pass_and_the_engine_stays_usable(engine, h
 
 
 def test_default_batch_size_is_one_on_a_cpu(engine, haystack, monkeypatch):
-    from infiniretri_integrations.core import engine as engine_module
+    from infiniretri_integrations.core import passes as passes_module
 
     batches: list[int] = []
-    original = engine_module.batched_question_attention
+    original = passes_module.batched_question_attention
 
     def counting(lm, input_ids, spans, layers, heads=None):
         batches.append(input_ids.shape[0])
         return original(lm, input_ids, spans, layers, heads)
 
-    monkeypatch.setattr(engine_module, "batched_question_attention", counting)
+    monkeypatch.setattr(passes_module, "batched_question_attention", counting)
     engine.retrieve_many(haystack[:3000], QUESTIONS[:3])
     assert batches == []  # CPU: one question's pass at a time (batching saves nothing there)
     results = engine.retrieve_many(haystack[:3000], QUESTIONS[:3], batch_size=2)
     assert batches == [2, 1] * results[0].stats.chunks
+
+
+@pytest.mark.parametrize("options", [{"share_context": True}, {"content_free": True}])
+def test_batch_size_is_refused_where_it_does_nothing(engine, options):
+    name = next(iter(options))
+    with pytest.raises(ValueError, match=rf"batch_size=2 does not apply with {name}"):
+        engine.retrieve_many("Some text. More text.", QUESTIONS[:2], batch_size=2, **options)

@@ -73,10 +73,10 @@ def test_pairs_sum_exactly_the_chosen_heads_of_each_layer(kind, request):
 
 
 def test_engine_scores_with_the_pairs_layers(tiny_llama, monkeypatch):
-    engine = InfiniRetriEngine(tiny_llama, chunk_size=96, top_k=8, scoring_heads=[(2, 1), (-4, 3)])
+    engine = InfiniRetriEngine(tiny_llama, chunk_size=96, tokens_per_pass=8, scoring_heads=[(2, 1), (-4, 3)])
     assert engine.scoring_setup() == ((0, 2), ((2, 1), (0, 3)))
     seen: list[tuple[object, ...]] = []
-    import infiniretri_integrations.core.engine as engine_module
+    import infiniretri_integrations.core.passes as engine_module
 
     original = engine_module.question_attention
 

@@ -29,12 +29,18 @@ PASSAGES = "\n\n".join(
 
 @pytest.fixture
 def engine(tiny_llama):
-    return InfiniRetriEngine(tiny_llama, chunk_size=96, top_k=8, max_sentence_tokens=48)
+    return InfiniRetriEngine(tiny_llama, chunk_size=96, tokens_per_pass=8, max_sentence_tokens=48)
+
+
+@pytest.fixture
+def budgeted(tiny_llama):
+    """The same engine without the top-k rule (a token budget keeps by score instead)."""
+    return InfiniRetriEngine(tiny_llama, chunk_size=96, max_sentence_tokens=48)
 
 
 @pytest.mark.parametrize("budget", [20, 64, 150])
-def test_token_budget_is_exact_and_in_document_order(engine, budget):
-    result = engine.retrieve([PASSAGES, PASSAGES[::-1]], "How high is Mount Fuji?", token_budget=budget)
+def test_token_budget_is_exact_and_in_document_order(budgeted, budget):
+    result = budgeted.retrieve([PASSAGES, PASSAGES[::-1]], "How high is Mount Fuji?", token_budget=budget)
     assert 0 < result.stats.kept_tokens <= budget
     keys = [(s.document_index, s.sentence_index) for s in result.sentences]
     assert keys == sorted(keys)
@@ -43,9 +49,9 @@ def test_token_budget_is_exact_and_in_document_order(engine, budget):
     assert result.stats.kept_tokens + smallest > budget or budget >= result.stats.input_tokens
 
 
-def test_token_budget_takes_the_best_scores(engine):
-    wide = engine.retrieve(PASSAGES, "How high is Mount Fuji?", token_budget=400, max_cache_tokens=400)
-    narrow = engine.retrieve(PASSAGES, "How high is Mount Fuji?", token_budget=60, max_cache_tokens=400)
+def test_token_budget_takes_the_best_scores(budgeted):
+    wide = budgeted.retrieve(PASSAGES, "How high is Mount Fuji?", token_budget=400, working_set_tokens=400)
+    narrow = budgeted.retrieve(PASSAGES, "How high is Mount Fuji?", token_budget=60, working_set_tokens=400)
     # same passes (the working cache is the same), so the narrow result is the top of the wide one
     ranked = sorted(wide.sentences, key=lambda s: -s.score)
     expected = fill_budget([s.score for s in ranked], [s.token_count for s in ranked], 60)
@@ -54,8 +60,8 @@ def test_token_budget_takes_the_best_scores(engine):
     }
 
 
-def test_budget_bigger_than_input_keeps_everything(engine):
-    result = engine.retrieve("Short text. Two sentences.", "What?", token_budget=10_000)
+def test_budget_bigger_than_input_keeps_everything(budgeted):
+    result = budgeted.retrieve("Short text. Two sentences.", "What?", token_budget=10_000)
     assert result.stats.kept_tokens == result.stats.input_tokens
 
 
@@ -85,10 +91,10 @@ def test_passage_leads_and_bm25_use_the_passage_title(tokenizer):
     assert min(scores[i] for i in height) > max(scores[i] for i in thames)
 
 
-def test_fusion_changes_the_choice_towards_lexical_matches(engine):
+def test_fusion_changes_the_choice_towards_lexical_matches(budgeted):
     question = "What is the height of Fuji in metres?"
-    plain = engine.retrieve(PASSAGES, question, token_budget=40, fusion=None)
-    fused = engine.retrieve(PASSAGES, question, token_budget=40, fusion="bm25", fusion_weight=3.0)
+    plain = budgeted.retrieve(PASSAGES, question, token_budget=40, fusion=None)
+    fused = budgeted.retrieve(PASSAGES, question, token_budget=40, fusion="bm25", fusion_weight=3.0)
     assert any("3776" in s.text for s in fused.sentences)
     assert [s.text for s in plain.sentences] != [s.text for s in fused.sentences]
     assert fused.stats.kept_tokens <= 40
@@ -105,7 +111,11 @@ def test_fusion_without_budget_keeps_as_many_tokens_as_the_top_k_rule(engine):
     [
         ({"token_budget": 0}, "token_budget must be a positive integer, got 0"),
         ({"fusion": "tfidf"}, "fusion must be None or one of \\['bm25'\\], got 'tfidf'"),
-        ({"fusion_weight": -1}, "fusion_weight must be a finite number >= 0, got -1"),
+        ({"fusion_weight": -1}, "fusion_weight must be a finite number > 0, got -1"),
+        ({"fusion_weight": 0}, "fusion_weight must be a finite number > 0, got 0; fusion=None switches fusion off"),
+        ({"fusion": None, "fusion_weight": 2.0}, "fusion_weight=2.0 applies only with fusion"),
+        ({"fusion": None, "fusion_stage": "pass"}, "fusion_stage='pass' applies only with fusion"),
+        ({"token_budget": 64, "tokens_per_pass": 8}, "tokens_per_pass=8 does nothing with token_budget=64"),
     ],
 )
 def test_bad_selection_options_name_the_value(options, match):
@@ -115,7 +125,7 @@ def test_bad_selection_options_name_the_value(options, match):
 
 def test_on_forward_sees_exactly_what_is_fed(tiny_llama):
     seen: list[ForwardPass] = []
-    engine = InfiniRetriEngine(tiny_llama, chunk_size=96, top_k=8, max_sentence_tokens=48, on_forward=seen.append)
+    engine = InfiniRetriEngine(tiny_llama, chunk_size=96, tokens_per_pass=8, max_sentence_tokens=48, on_forward=seen.append)
     result = engine.retrieve(PASSAGES, "How high is Mount Fuji?")
     assert [p.chunk_index for p in seen] == list(range(result.stats.chunks))
     for forward in seen:
@@ -169,7 +179,7 @@ def test_content_free_scores_cancel_what_every_question_attends_to():
 
 def test_content_free_engine_one_pass_per_chunk_and_a_different_choice(tiny_llama):
     seen: list[ForwardPass] = []
-    engine = InfiniRetriEngine(tiny_llama, chunk_size=96, top_k=8, max_sentence_tokens=48)
+    engine = InfiniRetriEngine(tiny_llama, chunk_size=96, max_sentence_tokens=48)
     plain = engine.retrieve(PASSAGES, "How high is Mount Fuji?", token_budget=60, fusion=None)
     calibrated = engine.retrieve(
         PASSAGES, "How high is Mount Fuji?", token_budget=60, fusion=None, content_free=True, on_forward=seen.append
@@ -197,7 +207,7 @@ def test_separate_scoring_model_scores_and_the_budget_counts_reader_tokens(tiny_
     reader = LocalModel(model=tiny_gemma.model, tokenizer=_whitespace_tokenizer(PASSAGES), name="whitespace-reader")
     seen: list[ForwardPass] = []
     engine = InfiniRetriEngine(
-        reader, scoring_model=tiny_llama, chunk_size=96, top_k=8, max_sentence_tokens=48, on_forward=seen.append
+        reader, scoring_model=tiny_llama, chunk_size=96, max_sentence_tokens=48, on_forward=seen.append
     )
     assert engine.scoring_local_model is tiny_llama and engine.local_model is reader
     result = engine.retrieve(PASSAGES, "How high is Mount Fuji?", token_budget=40)
@@ -205,12 +215,14 @@ def test_separate_scoring_model_scores_and_the_budget_counts_reader_tokens(tiny_
     for sentence in result.sentences:
         assert sentence.token_count == len(reader.tokenizer(sentence.text, add_special_tokens=False)["input_ids"])
     assert 0 < result.stats.kept_tokens <= 40
-    same = InfiniRetriEngine(tiny_llama, chunk_size=96, top_k=8, max_sentence_tokens=48)
+    same = InfiniRetriEngine(tiny_llama, chunk_size=96, tokens_per_pass=8, max_sentence_tokens=48)
     assert same.scoring_local_model is same.local_model
 
 
 def test_small_chunk_lowers_the_default_sentence_cap_but_not_an_explicit_one():
-    assert RetrievalConfig(chunk_size=128).max_sentence_tokens == 128
+    assert RetrievalConfig(chunk_size=128).max_sentence_tokens is None  # unset: follows the chunk
+    assert RetrievalConfig(chunk_size=128).effective_max_sentence_tokens(128) == 128
+    assert RetrievalConfig(max_sentence_tokens=100).effective_max_sentence_tokens(128) == 100
     with pytest.raises(ValueError, match=r"max_sentence_tokens \(300\) must not exceed chunk_size \(128\)"):
         RetrievalConfig(chunk_size=128, max_sentence_tokens=300)
 
@@ -224,6 +236,6 @@ def test_default_chunk_fits_a_small_window_but_an_explicit_one_is_checked(tiny_l
         InfiniRetriEngine(tiny_llama, max_context_tokens=1024, chunk_size=4000).retrieve(PASSAGES, "Where?")
 
 
-def test_fusion_over_text_without_any_word_gives_attention_order(engine):
-    result = engine.retrieve("... !!! ??? --- ... ;;; ...", "What?", token_budget=10_000)
+def test_fusion_over_text_without_any_word_gives_attention_order(budgeted):
+    result = budgeted.retrieve("... !!! ??? --- ... ;;; ...", "What?", token_budget=10_000)
     assert result.stats.kept_tokens == result.stats.input_tokens

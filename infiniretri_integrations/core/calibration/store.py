@@ -224,11 +224,18 @@ def find_calibration(lm: ModelIdentity, settings: Mapping[str, Any] | None = Non
     return None
 
 
+_KNOWN_DEFAULTS: dict[str, ScoringLayer | None] = {}
+"""Bundled default layers already read, by model fingerprint (bundled files never change at run time)."""
+
+
 def known_default_layer(lm: ModelIdentity) -> ScoringLayer | None:
     """The scoring layer shipped for ``lm`` (what ``scoring_layer=None`` uses; ``None``: no bundled
-    calibration, the last layer is used)."""
-    report = bundled_calibration(lm)
-    return None if report is None else report.scoring_layer
+    calibration, the last layer is used). Read once per model."""
+    key = lm.fingerprint()
+    if key not in _KNOWN_DEFAULTS:
+        report = bundled_calibration(lm)
+        _KNOWN_DEFAULTS[key] = None if report is None else report.scoring_layer
+    return _KNOWN_DEFAULTS[key]
 
 
 def clear_calibration_cache(lm: ModelIdentity | None = None) -> int:

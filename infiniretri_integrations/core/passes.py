@@ -1,0 +1,216 @@
+"""One scoring pass over a chunk: the forward pass(es), the question rows' scores, the selection.
+
+Three ways to run a pass, registered in :data:`PASS_MODES`:
+
+- ``"single"``: one forward per question (with ``content_free``, the content-free question shares
+  the question's context encoding);
+- ``"batched"``: the passes of several questions as ONE right-padded batched forward (identical
+  scores to one forward per question);
+- ``"shared"``: one context (the union of the questions' working sets and the chunk) encoded once,
+  each question then run alone over that encoding (``share_context``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from infiniretri_integrations.core.attention import (
+    batched_question_attention,
+    question_attention,
+    shared_prefix_attention,
+)
+from infiniretri_integrations.core.config import HeadSelection, RetrievalConfig
+from infiniretri_integrations.core.models import LocalModel
+from infiniretri_integrations.core.prompting import PromptLayout, build_layout
+from infiniretri_integrations.core.scoring import content_free_scores, context_scores, question_weights
+from infiniretri_integrations.core.selection import Carry, Kept, SentenceSize, keep_pass, scoring_tokens
+from infiniretri_integrations.core.types import ForwardHook, ForwardPass, Sentence
+
+CONTENT_FREE_QUESTION = "N/A"
+"""The content-free question of ``content_free`` scoring (as ICR uses)."""
+
+SHAPE_BUCKET = 64
+"""Scoring passes are right-padded to a multiple of this many tokens. Padding after the last real
+token changes no score (attention is causal), and a few dozen distinct sequence lengths, instead
+of one per chunk, keep the kernels' per-shape caches (oneDNN primitives, allocator blocks) small."""
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """What every pass of one call shares: the scoring model, its layers and heads, the options
+    and the forward hook."""
+
+    lm: LocalModel
+    cfg: RetrievalConfig
+    layers: tuple[int, ...]
+    heads: HeadSelection
+    hook: ForwardHook | None = None
+    reader: SentenceSize = scoring_tokens
+    """Sentence sizes in the answering model's tokens (the unit of every token budget)."""
+    batch_size: int = 1
+    """Questions per batched forward (``"batched"`` mode)."""
+
+    @property
+    def pad_id(self) -> int:
+        tokenizer = self.lm.tokenizer
+        for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+            if isinstance(candidate, int):
+                return candidate
+        return 0
+
+    def neutral_suffix(self, layout: PromptLayout) -> torch.Tensor | None:
+        """``[1, n]`` ids of the content-free question and the prompt's tail (``None`` without
+        ``content_free``)."""
+        if not self.cfg.content_free:
+            return None
+        neutral = build_layout(self.lm.tokenizer, self.cfg, CONTENT_FREE_QUESTION).question
+        return torch.tensor([[*neutral, *layout.tail]])
+
+    def report(self, index: int, fed: torch.Tensor, length: int, question_start: int) -> None:
+        if self.hook is not None:
+            self.hook(ForwardPass(index, fed, length, question_start, self.layers))
+
+
+@dataclass
+class QuestionRun:
+    """One question's state through the chunk loop: its prompt layout, its working set, the
+    attention score of every sentence a pass has read, its frozen question weights."""
+
+    question: str
+    layout: PromptLayout
+    carry: Carry
+    lexical: Mapping[Sentence, float]
+    working_set: list[Kept] = field(default_factory=list)
+    attention: dict[Sentence, float] = field(default_factory=dict)
+    weights: torch.Tensor | None = None
+
+    def candidates(self, chunk: Sequence[Sentence]) -> list[Sentence]:
+        return [*(k.sentence for k in self.working_set), *chunk]
+
+    def score(
+        self,
+        rows: torch.Tensor,
+        neutral_rows: torch.Tensor | None,
+        spans: tuple[int, int, int],
+        cfg: RetrievalConfig,
+    ) -> torch.Tensor:
+        """``[context tokens]`` scores of one pass from its question rows (``[rows, length]``):
+        question-weighted attention, or its excess over the content-free question's rows. The
+        question weights are computed on the first pass and then kept."""
+        context_start, context_end, question_start = spans
+        if self.weights is None and cfg.question_weights:
+            self.weights = question_weights(rows, question_start)
+        if neutral_rows is None:
+            return context_scores(rows, context_start, context_end, self.weights, cfg.phrase_window)
+        return content_free_scores(rows, neutral_rows, context_start, context_end, self.weights, cfg.phrase_window)
+
+    def keep(self, candidates: Sequence[Sentence], scores: torch.Tensor, scorer: Scorer) -> None:
+        """This pass's selection among ``candidates``, cut to what the next pass may carry."""
+        pass_lexical = self.lexical if scorer.cfg.fuses_every_pass else {}
+        kept = keep_pass(candidates, scores, pass_lexical, scorer.cfg, self.attention, scorer.reader)
+        self.working_set = self.carry.cut(kept, scorer.reader)
+
+
+PassMode = Callable[[Sequence[QuestionRun], int, Sequence[Sentence], Scorer], None]
+"""``(runs, chunk index, chunk, scorer)``: one pass of every run over the chunk."""
+
+
+def _ids(sentences: Sequence[Sentence]) -> list[int]:
+    return [t for s in sentences for t in s.token_ids]
+
+
+def _padded(rows: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
+    """``[len(rows), width]``: the rows right-padded to one multiple of :data:`SHAPE_BUCKET`."""
+    width = -(-max(len(ids) for ids in rows) // SHAPE_BUCKET) * SHAPE_BUCKET
+    return torch.tensor([[*ids, *[pad_id] * (width - len(ids))] for ids in rows])
+
+
+def single_pass(runs: Sequence[QuestionRun], index: int, chunk: Sequence[Sentence], scorer: Scorer) -> None:
+    """One forward per question over its own working set and the chunk."""
+    for run in runs:
+        candidates = run.candidates(chunk)
+        ids, context_start, context_end, question_start = run.layout.assemble(_ids(candidates))
+        spans = (context_start, context_end, question_start)
+        neutral = scorer.neutral_suffix(run.layout)
+        if neutral is None:
+            fed = _padded([ids], scorer.pad_id)
+            scorer.report(index, fed, len(ids), question_start)
+            rows = question_attention(scorer.lm, fed, question_start, scorer.layers, scorer.heads)
+            scores = run.score(rows[: len(ids) - question_start, : len(ids)].cpu(), None, spans, scorer.cfg)
+        else:
+            fed = torch.tensor([ids])
+            scorer.report(index, fed, len(ids), question_start)
+            rows, neutral_rows = (
+                r.cpu()
+                for r in shared_prefix_attention(
+                    scorer.lm, fed[:, :question_start], [fed[:, question_start:], neutral], scorer.layers, scorer.heads
+                )
+            )
+            scores = run.score(rows, neutral_rows, spans, scorer.cfg)
+        run.keep(candidates, scores, scorer)
+
+
+def _batched_group(runs: Sequence[QuestionRun], index: int, chunk: Sequence[Sentence], scorer: Scorer) -> None:
+    """One pass of a group of questions as ONE right-padded batched forward."""
+    candidates = [run.candidates(chunk) for run in runs]
+    assembled = [run.layout.assemble(_ids(c)) for run, c in zip(runs, candidates, strict=True)]
+    fed = _padded([ids for ids, *_ in assembled], scorer.pad_id)
+    for row, (ids, _, _, question_start) in enumerate(assembled):
+        scorer.report(index, fed[row : row + 1], len(ids), question_start)
+    spans = [(question_start, len(ids)) for ids, _, _, question_start in assembled]
+    rows = batched_question_attention(scorer.lm, fed, spans, scorer.layers, scorer.heads)
+    for run, sentences, (_, *positions), question_rows in zip(runs, candidates, assembled, rows, strict=True):
+        context_start, context_end, question_start = positions
+        scores = run.score(question_rows.cpu(), None, (context_start, context_end, question_start), scorer.cfg)
+        run.keep(sentences, scores, scorer)
+
+
+def batched_pass(runs: Sequence[QuestionRun], index: int, chunk: Sequence[Sentence], scorer: Scorer) -> None:
+    """One pass of several questions, each over its own working set and the chunk, as right-padded
+    batched forwards of ``scorer.batch_size`` questions (identical scores to one forward per question)."""
+    for start in range(0, len(runs), scorer.batch_size):
+        _batched_group(runs[start : start + scorer.batch_size], index, chunk, scorer)
+
+
+def shared_pass(runs: Sequence[QuestionRun], index: int, chunk: Sequence[Sentence], scorer: Scorer) -> None:
+    """One pass of several questions over ONE shared context: the union of their working sets
+    and the chunk, encoded once; each question (and, with ``content_free``, the content-free
+    question) then runs alone over that encoding."""
+    union = sorted(
+        {k.sentence for run in runs for k in run.working_set}, key=lambda s: (s.document_index, s.sentence_index)
+    )
+    candidates = [*union, *chunk]
+    layout = runs[0].layout
+    ids, context_start, context_end, question_start = layout.assemble(_ids(candidates))
+    prefix = torch.tensor([ids[:question_start]])
+    suffixes = [torch.tensor([[*run.layout.question, *run.layout.tail]]) for run in runs]
+    for suffix in suffixes:
+        fed = torch.cat([prefix, suffix], dim=1)
+        scorer.report(index, fed, fed.shape[1], question_start)
+    neutral = scorer.neutral_suffix(layout)
+    if neutral is not None:
+        suffixes.append(neutral)
+    rows = [r.cpu() for r in shared_prefix_attention(scorer.lm, prefix, suffixes, scorer.layers, scorer.heads)]
+    neutral_rows = rows[len(runs)] if neutral is not None else None
+    for run, question_rows in zip(runs, rows, strict=False):
+        scores = run.score(question_rows, neutral_rows, (context_start, context_end, question_start), scorer.cfg)
+        run.keep(candidates, scores, scorer)
+
+
+PASS_MODES: dict[str, PassMode] = {"single": single_pass, "batched": batched_pass, "shared": shared_pass}
+"""How a pass runs, by name (chosen per call by :func:`pass_mode`)."""
+
+
+def pass_mode(share_context: bool, content_free: bool, batch_size: int) -> str:
+    """The :data:`PASS_MODES` entry for a call's options.
+
+    Example:
+        >>> pass_mode(False, False, 4), pass_mode(False, False, 1), pass_mode(True, False, 1)
+        ('batched', 'single', 'shared')
+    """
+    if share_context:
+        return "shared"
+    return "single" if content_free or batch_size == 1 else "batched"

@@ -1,0 +1,168 @@
+"""Which sentences a pass keeps, and which make the result: the top-k rule, token budgets and
+fusion with a lexical signal. Pure functions of scores and sentences (no model)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from infiniretri_integrations.core.config import DEFAULT_WORKING_SET_TOKENS, RetrievalConfig
+from infiniretri_integrations.core.lexical import lexical_signal
+from infiniretri_integrations.core.scoring import (
+    fill_budget,
+    rank_fusion,
+    select_sentences,
+    sentence_maxima,
+    token_sentence_index,
+)
+from infiniretri_integrations.core.types import Sentence
+
+SentenceSize = Callable[[Sentence], int]
+"""A sentence's size in some tokenizer's tokens."""
+
+
+def scoring_tokens(sentence: Sentence) -> int:
+    """A sentence's size in the scoring model's tokens (what a pass reads)."""
+    return sentence.token_count
+
+
+@dataclass
+class Kept:
+    """A kept sentence and the score it was kept with."""
+
+    sentence: Sentence
+    score: float
+
+
+@dataclass(frozen=True)
+class Carry:
+    """How much of a pass's selection goes on to the next pass, in two units: ``room`` tokens of
+    the scoring model (what the window leaves beside the chunk and the prompt) and, when set,
+    ``working_set`` tokens of the answering model (``working_set_tokens``)."""
+
+    room: int
+    working_set: int | None = None
+
+    def shared(self, ways: int) -> Carry:
+        """An equal share of this room among ``ways`` questions (``share_context``)."""
+        return Carry(self.room // ways, None if self.working_set is None else self.working_set // ways)
+
+    def cut(self, kept: list[Kept], reader: SentenceSize) -> list[Kept]:
+        """The best-scoring of ``kept`` that fit in both units (document order kept)."""
+        limits = [([reader(k.sentence) for k in kept], self.working_set)] if self.working_set is not None else []
+        return fit_budget(kept, self.room, scoring_tokens, limits)
+
+
+def fit_budget(
+    kept: list[Kept],
+    budget: int,
+    size: SentenceSize = scoring_tokens,
+    limits: Sequence[tuple[Sequence[int], int]] = (),
+) -> list[Kept]:
+    """The best-scoring of ``kept`` that fit in ``budget`` tokens (and ``limits``), in their order."""
+    sizes = [size(k.sentence) for k in kept]
+    if sum(sizes) <= budget and all(sum(s) <= cap for s, cap in limits):
+        return kept
+    chosen = fill_budget([k.score for k in kept], sizes, budget, limits)
+    return [kept[i] for i in chosen]
+
+
+def lexical_scores(sentences: Sequence[Sentence], question: str, cfg: RetrievalConfig) -> dict[Sentence, float]:
+    """The fusion signal of every sentence of the input (empty without fusion)."""
+    if cfg.fusion is None:
+        return {}
+    values = lexical_signal(cfg.fusion)(sentences, question)
+    return dict(zip(sentences, values, strict=True))
+
+
+def budgeted_pass_floor(cfg: RetrievalConfig) -> int:
+    """With ``token_budget``, the fewest tokens each pass keeps for the next:
+    ``working_set_tokens``, else :data:`DEFAULT_WORKING_SET_TOKENS`. Budgets up to this size run
+    the very same passes and differ only in the final cut (the evidence benchmark relies on it)."""
+    return cfg.working_set_tokens or DEFAULT_WORKING_SET_TOKENS
+
+
+def keep_pass(
+    candidates: Sequence[Sentence],
+    token_scores: torch.Tensor,
+    lexical: Mapping[Sentence, float],
+    cfg: RetrievalConfig,
+    attention: dict[Sentence, float],
+    reader: SentenceSize = scoring_tokens,
+) -> list[Kept]:
+    """One pass's selection among ``candidates`` (working set + chunk), in document order.
+
+    Each candidate's attention score (its best token's) is recorded in ``attention``. Without a
+    budget or per-pass fusion this is the method's rule: every sentence holding one of the
+    ``tokens_per_pass`` best tokens. With per-pass fusion (``lexical`` given), the top-k rule
+    decides how many tokens to keep and the fused score decides which sentences; with
+    ``token_budget``, sentences are taken by score up to ``max(token_budget, working_set_tokens
+    or 1,024)`` tokens of the answering model (``reader``).
+
+    Args:
+        token_scores: ``[context tokens]`` phrase scores of the candidates' tokens, in order.
+    """
+    token_sentence = token_sentence_index([s.token_count for s in candidates])
+    top_k = cfg.effective_tokens_per_pass
+    if top_k is None:
+        kept, best = None, sentence_maxima(token_scores, token_sentence)
+    else:
+        kept, best = select_sentences(token_scores, token_sentence, top_k)
+    attention.update(zip(candidates, best.tolist(), strict=True))
+    scores = best
+    if lexical:
+        other = torch.tensor([lexical[s] for s in candidates], dtype=torch.float64)
+        weight = cfg.effective_fusion_weight
+        assert weight is not None  # lexical scores exist only with fusion
+        scores = rank_fusion(best.to(torch.float64), other, weight).to(best.dtype)
+    if kept is None:
+        amount = max(cfg.token_budget or 0, budgeted_pass_floor(cfg))
+        chosen = fill_budget(scores, [reader(s) for s in candidates], amount)
+    elif lexical:
+        sizes = [s.token_count for s in candidates]
+        chosen = fill_budget(scores, sizes, sum(sizes[i] for i in kept.tolist()))
+    else:
+        chosen = kept.tolist()
+    return [Kept(candidates[i], float(scores[i])) for i in chosen]
+
+
+def fuse_final(
+    attention: Mapping[Sentence, float],
+    lexical: Mapping[Sentence, float],
+    weight: float,
+    budget: int,
+    reader: SentenceSize = scoring_tokens,
+) -> list[Kept]:
+    """Late fusion over every sentence of the input: each sentence's attention score from the
+    last pass that scored it, fused by reciprocal rank with its lexical score; taken by fused
+    score until ``budget`` tokens of ``reader``, in document order."""
+    pool = list(attention)
+    fused = rank_fusion(
+        torch.tensor([attention[s] for s in pool], dtype=torch.float64),
+        torch.tensor([lexical[s] for s in pool], dtype=torch.float64),
+        weight,
+    )
+    chosen = fill_budget(fused, [reader(s) for s in pool], budget)
+    ordered = sorted(chosen, key=lambda i: (pool[i].document_index, pool[i].sentence_index))
+    return [Kept(pool[i], float(fused[i])) for i in ordered]
+
+
+def final_selection(
+    working_set: list[Kept],
+    attention: Mapping[Sentence, float],
+    lexical: Mapping[Sentence, float],
+    cfg: RetrievalConfig,
+    reader: SentenceSize = scoring_tokens,
+) -> list[Kept]:
+    """The result after the last pass: late fusion over the whole input (``fusion_stage`` final),
+    then the cut to ``token_budget`` tokens of the answering model."""
+    kept = working_set
+    weight = cfg.effective_fusion_weight
+    if lexical and weight is not None and not cfg.fuses_every_pass:
+        amount = cfg.token_budget or sum(reader(k.sentence) for k in kept)
+        kept = fuse_final(attention, lexical, weight, amount, reader)
+    if cfg.token_budget is not None:
+        kept = fit_budget(kept, cfg.token_budget, reader)
+    return kept
