@@ -236,7 +236,7 @@ class _Soak:
             raise ResultMismatch(msg)
 
     def _retrieve(self, doc: int, question: int, timeout: float) -> None:
-        from infiniretri_integrations.core.integration import sentence_span
+        from infiniretri_integrations.core.outputs import sentence_span
 
         text, questions = self.documents[doc]
         result = self.engine.retrieve(text, questions[question])
@@ -246,7 +246,8 @@ class _Soak:
         retriever = self.retrievers[doc]
         text, questions = self.documents[doc]
         if retriever is None:  # no LangChain: the engine through the same cancellable bridge
-            from infiniretri_integrations.core.integration import run_cancellable, sentence_span
+            from infiniretri_integrations.core.concurrency import run_cancellable
+            from infiniretri_integrations.core.outputs import sentence_span
 
             result = await run_cancellable(self.engine.retrieve, text, questions[question])
             return [sentence_span(s)[1:] for s in result.sentences if s.text.strip()]

@@ -30,7 +30,7 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
     )
     raise ImportError(msg) from error
 
-from infiniretri_integrations.core.integration import default_engine
+from infiniretri_integrations.core.engine_policy import default_engine
 from infiniretri_integrations.langchain._reporting import PROGRESS_EVENT, SENTENCES_EVENT
 from infiniretri_integrations.langchain.compressors import InfiniRetriCompressor, as_token_counter, fit_token_budget
 from infiniretri_integrations.langchain.qa import InfiniRetriQA

@@ -12,7 +12,7 @@ Output metadata (sentence Documents; grouped Documents have the same keys over t
 - ``sentence_index``.
 
 Output ids are deterministic and unique per span: ``"{source_id}:{start}-{end}"`` (chunk
-offsets), the rule :func:`~infiniretri_integrations.core.integration.output_id` shared with the
+offsets), the rule :func:`~infiniretri_integrations.core.outputs.output_id` shared with the
 LlamaIndex nodes.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 from langchain_core.documents import Document
 
-from infiniretri_integrations.core.integration import GroupBy, output_id, sentence_span
+from infiniretri_integrations.core.outputs import GroupBy, output_id, sentence_span
 from infiniretri_integrations.core.types import RetrievedSentence, join_sentences
 
 Scale = Callable[[float], float]

@@ -15,12 +15,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model, model_validator
 
 from infiniretri_integrations.core.config import RetrievalConfig
-from infiniretri_integrations.core.integration import (
-    OPTION_ALIASES,
-    coerce_engine,
-    resolve_engine,
-    retrieval_overrides,
-)
+from infiniretri_integrations.core.engine_policy import coerce_engine, resolve_engine
+from infiniretri_integrations.core.options import OPTION_ALIASES, retrieval_overrides
 
 if TYPE_CHECKING:
     from infiniretri_integrations.core.engine import InfiniRetriEngine
@@ -129,7 +125,7 @@ class OutputOptions(BaseModel):
 
     @model_validator(mode="after")
     def _check_outputs(self) -> Any:
-        from infiniretri_integrations.core.integration import check_threshold
+        from infiniretri_integrations.core.outputs import check_threshold
 
         check_threshold(self.score_threshold, self.normalize_scores)
         return self

@@ -20,7 +20,7 @@ from langchain_core.callbacks import (
 )
 from langchain_core.documents import Document
 
-from infiniretri_integrations.core.integration import run_cancellable
+from infiniretri_integrations.core.concurrency import run_cancellable
 from infiniretri_integrations.core.types import ChunkProgress, RetrievalResult, RetrievedSentence
 from infiniretri_integrations.langchain._documents import to_engine_documents
 

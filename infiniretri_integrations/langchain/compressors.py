@@ -10,7 +10,7 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, field_validator, model_validator
 
-from infiniretri_integrations.core.integration import GroupBy, select_outputs
+from infiniretri_integrations.core.outputs import GroupBy, select_outputs
 from infiniretri_integrations.core.types import RetrievalResult, RetrievedSentence
 from infiniretri_integrations.langchain._documents import build_documents, check_group_by, check_k
 from infiniretri_integrations.langchain._options import InfiniRetriOptions, OutputOptions

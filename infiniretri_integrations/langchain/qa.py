@@ -19,7 +19,7 @@ from langchain_core.runnables.utils import AddableDict
 from pydantic import ConfigDict, field_validator
 
 from infiniretri_integrations.core.answering import answer_from
-from infiniretri_integrations.core.integration import closing_generator, iterate_in_thread, run_cancellable
+from infiniretri_integrations.core.concurrency import closing_generator, iterate_in_thread, run_cancellable
 from infiniretri_integrations.core.types import RetrievalResult
 from infiniretri_integrations.langchain._documents import build_documents, to_engine_documents
 from infiniretri_integrations.langchain._options import InfiniRetriOptions

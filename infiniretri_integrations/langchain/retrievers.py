@@ -18,7 +18,8 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import get_config_list
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from infiniretri_integrations.core.integration import GroupBy, run_cancellable, select_outputs
+from infiniretri_integrations.core.concurrency import run_cancellable
+from infiniretri_integrations.core.outputs import GroupBy, select_outputs
 from infiniretri_integrations.core.types import RetrievalResult
 from infiniretri_integrations.langchain._documents import (
     build_documents,

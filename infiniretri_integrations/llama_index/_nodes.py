@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from llama_index.core.schema import MetadataMode, NodeRelationship, NodeWithScore, TextNode
 
-from infiniretri_integrations.core.integration import output_id, sentence_span
+from infiniretri_integrations.core.outputs import output_id, sentence_span
 from infiniretri_integrations.core.types import RetrievalResult, RetrievedSentence, SourceDocument
 
 if TYPE_CHECKING:

@@ -19,8 +19,8 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 
+from infiniretri_integrations.core.engine_policy import coerce_engine, resolve_engine
 from infiniretri_integrations.core.generation import generate, stream_generate
-from infiniretri_integrations.core.integration import coerce_engine, resolve_engine
 from infiniretri_integrations.core.prompting import (
     plain_prompt,
     render_messages,

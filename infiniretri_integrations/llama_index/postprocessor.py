@@ -13,14 +13,10 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
-from infiniretri_integrations.core.integration import (
-    check_overrides,
-    check_threshold,
-    coerce_engine,
-    resolve_engine,
-    run_cancellable,
-    select_outputs,
-)
+from infiniretri_integrations.core.concurrency import run_cancellable
+from infiniretri_integrations.core.engine_policy import coerce_engine, resolve_engine
+from infiniretri_integrations.core.options import check_overrides
+from infiniretri_integrations.core.outputs import check_threshold, select_outputs
 from infiniretri_integrations.core.types import RetrievedSentence
 from infiniretri_integrations.llama_index._nodes import node_documents, sentence_node
 

@@ -17,14 +17,9 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, Qu
 from llama_index.core.types import RESPONSE_TEXT_TYPE
 
 from infiniretri_integrations.core.answering import answer_from
-from infiniretri_integrations.core.integration import (
-    check_overrides,
-    closing_generator,
-    coerce_engine,
-    iterate_in_thread,
-    resolve_engine,
-    run_cancellable,
-)
+from infiniretri_integrations.core.concurrency import closing_generator, iterate_in_thread, run_cancellable
+from infiniretri_integrations.core.engine_policy import coerce_engine, resolve_engine
+from infiniretri_integrations.core.options import check_overrides
 from infiniretri_integrations.core.types import RetrievalResult, join_sentences
 from infiniretri_integrations.llama_index._nodes import retrieve_sentence_nodes, retrieve_sentence_nodes_many
 from infiniretri_integrations.llama_index.llm import InfiniRetriLLM

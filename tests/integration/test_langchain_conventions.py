@@ -20,7 +20,7 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 from pydantic import ValidationError
 
 from infiniretri_integrations import InfiniRetriEngine, RetrievalConfig
-from infiniretri_integrations.core.integration import default_engine
+from infiniretri_integrations.core.engine_policy import default_engine
 from infiniretri_integrations.langchain import InfiniRetriCompressor, InfiniRetriQA, InfiniRetriRetriever
 
 pytestmark = [pytest.mark.real_model, pytest.mark.usefixtures("one_torch_thread")]

@@ -14,7 +14,7 @@ from langchain_core.documents import Document
 from llama_index.core.schema import NodeWithScore, TextNode
 
 from infiniretri_integrations import InfiniRetriEngine
-from infiniretri_integrations.core.integration import output_id, sentence_span
+from infiniretri_integrations.core.outputs import output_id, sentence_span
 from infiniretri_integrations.langchain import InfiniRetriCompressor, InfiniRetriQA, InfiniRetriRetriever
 from infiniretri_integrations.llama_index import InfiniRetriNodePostprocessor, InfiniRetriSynthesizer
 

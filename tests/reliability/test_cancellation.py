@@ -300,7 +300,7 @@ async def test_wait_for_stops_the_synthesizer(engine, tiny_llama, slow_passes):
 
 
 async def test_run_cancellable_sets_the_event_and_waits():
-    from infiniretri_integrations.core.integration import run_cancellable
+    from infiniretri_integrations.core.concurrency import run_cancellable
 
     stopped = threading.Event()
 

@@ -1,5 +1,5 @@
 """Answers that end (issue #13 item 2): the pure text rules of core.generation, and the shared
-adapter helpers of core.integration (spans, ids, best-k selection, score scale, option checks)."""
+adapter helpers of core.outputs and core.options (spans, ids, best-k selection, score scale, option checks)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,8 @@ import random
 import pytest
 
 from infiniretri_integrations.core.generation import DEFAULT_STOP, clean_answer
-from infiniretri_integrations.core.integration import (
-    check_overrides,
-    keep_best,
-    output_id,
-    retrieval_overrides,
-    select_outputs,
-)
+from infiniretri_integrations.core.options import check_overrides, retrieval_overrides
+from infiniretri_integrations.core.outputs import keep_best, output_id, select_outputs
 from infiniretri_integrations.core.types import RetrievedSentence
 
 
