@@ -147,7 +147,9 @@ class RetrievalConfig:
             the working set).
         tokens_per_pass: the top-k rule: the highest-scoring context tokens kept per pass, every
             sentence holding one kept whole (unset: :data:`DEFAULT_TOKENS_PER_PASS`, 300, as the
-            reference). Not with ``token_budget``, which keeps by score up to a token count.
+            reference). Not with ``token_budget``, which keeps by score up to a token count
+            (a per-call ``token_budget`` replaces an engine's ``tokens_per_pass``, and the
+            other way round: see :meth:`replace`).
         phrase_window: width of the moving sum over neighbouring key positions (reference: 8;
             the paper reportedly uses 15).
         question_weights: weight each question row by the attention it puts on the question itself,
@@ -329,11 +331,21 @@ class RetrievalConfig:
         """A copy with some fields changed (validated again); renamed options are accepted with
         a ``DeprecationWarning``.
 
+        ``tokens_per_pass`` and ``token_budget`` choose how passes keep sentences (the top-k rule
+        or by score up to a token count): a change that sets one of them replaces the other one
+        of this configuration (layered options: the later choice wins); setting both in one
+        change is refused.
+
         Example:
             >>> RetrievalConfig().replace(phrase_window=15).phrase_window
             15
+            >>> RetrievalConfig(tokens_per_pass=24).replace(token_budget=512).tokens_per_pass is None
+            True
         """
         changes = renamed_options(changes)
+        for chosen, other in (("token_budget", "tokens_per_pass"), ("tokens_per_pass", "token_budget")):
+            if changes.get(chosen) is not None and other not in changes:
+                changes[other] = None
         legacy = changes.pop("max_new_tokens", None)
         unknown = set(changes) - set(option_names())
         if unknown:

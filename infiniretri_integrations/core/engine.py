@@ -178,10 +178,10 @@ class InfiniRetriEngine:
         generation_options = {k: options.pop(k) for k in list(options) if k in generation_option_names()}
         base = config or RetrievalConfig()
         self.config = base.replace(**options) if options else base
-        legacy = self.config.legacy_max_new_tokens
-        self.generation = (generation or GenerationConfig(**({"max_new_tokens": legacy} if legacy else {}))).replace(
-            **generation_options
-        )
+        base_generation = generation or GenerationConfig()
+        if generation is None and self.config.legacy_max_new_tokens is not None:
+            base_generation = base_generation.replace(max_new_tokens=self.config.legacy_max_new_tokens)
+        self.generation = base_generation.replace(**generation_options)
         if max_context_tokens is not None and (not isinstance(max_context_tokens, int) or max_context_tokens <= 0):
             msg = f"max_context_tokens must be a positive integer, got {max_context_tokens!r}"
             raise ValueError(msg)

@@ -1,78 +1,80 @@
-"""Per-call retrieval options of the framework adapters, framework-free.
+"""Per-call options of the framework adapters, framework-free.
 
-Per-call :class:`RetrievalConfig` overrides are validated by the config itself
-(:func:`check_overrides`, :func:`retrieval_overrides`). ``tokens_per_pass`` is the adapters' name
-for the config's ``top_k`` (context tokens kept per forward pass, :data:`OPTION_ALIASES`), so that
-nobody confuses it with the frameworks' ``k``/``top_k``/``top_n`` (how many documents come back).
+Retrieval options are the :class:`RetrievalConfig` fields, validated by the config itself
+(:func:`check_overrides`, :func:`retrieval_overrides`); renamed options (``top_k``,
+``max_cache_tokens``) still work with a ``DeprecationWarning``. Answer options
+(:class:`GenerationConfig` fields) belong only to what answers: an adapter that only retrieves
+refuses them with an error that says where they go (:func:`unknown_option_message`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from infiniretri_integrations.core.config import RetrievalConfig
+from infiniretri_integrations.core.config import (
+    RENAMED_OPTIONS,
+    RetrievalConfig,
+    generation_option_names,
+    option_names,
+    renamed_options,
+)
 
 __all__ = [
-    "OPTION_ALIASES",
     "check_overrides",
-    "resolve_aliases",
     "retrieval_option_names",
     "retrieval_overrides",
+    "unknown_option_message",
 ]
-
-OPTION_ALIASES: dict[str, str] = {"tokens_per_pass": "top_k"}
-"""Adapter names for :class:`RetrievalConfig` fields whose own name collides with a framework's."""
 
 
 def retrieval_option_names() -> tuple[str, ...]:
-    """Every :class:`RetrievalConfig` field, in declaration order (new fields appear here).
+    """Every :class:`RetrievalConfig` option, in declaration order (new fields appear here).
 
     Example:
-        >>> "chunk_size" in retrieval_option_names()
-        True
+        >>> "chunk_size" in retrieval_option_names(), "max_new_tokens" in retrieval_option_names()
+        (True, False)
     """
-    return tuple(f.name for f in dataclasses.fields(RetrievalConfig))
+    return option_names()
 
 
-def resolve_aliases(options: Mapping[str, Any]) -> dict[str, Any]:
-    """``options`` with adapter aliases (:data:`OPTION_ALIASES`) under the config's names.
+def unknown_option_message(owner: str, unknown: Iterable[str], valid: Iterable[str]) -> str:
+    """The error for options ``owner`` does not take: answer options on something that does
+    not answer say where they go.
 
     Example:
-        >>> resolve_aliases({"tokens_per_pass": 20, "chunk_size": 512})
-        {'chunk_size': 512, 'top_k': 20}
+        >>> unknown_option_message("InfiniRetriRetriever", ["max_new_tokens"], ["k"])
+        "InfiniRetriRetriever got unknown option(s) ['max_new_tokens']; valid options: ['k']. max_new_tokens is an answer option and InfiniRetriRetriever does not answer: set it where the answer is generated (InfiniRetriQA, InfiniRetriSynthesizer, InfiniRetriLLM or GenerationConfig)"
     """
-    resolved = dict(options)
-    for alias, name in OPTION_ALIASES.items():
-        if alias in resolved:
-            if name in resolved and resolved[name] != resolved[alias]:
-                msg = (
-                    f"{alias} and {name} are the same option (context tokens kept per forward pass); "
-                    f"got {alias}={resolved[alias]!r} and {name}={resolved[name]!r}: pass one"
-                )
-                raise ValueError(msg)
-            resolved[name] = resolved.pop(alias)
-    return resolved
+    unknown = sorted(unknown)
+    msg = f"{owner} got unknown option(s) {unknown}; valid options: {sorted(valid)}"
+    answering = [name for name in unknown if name in generation_option_names()]
+    if answering:
+        msg += (
+            f". {', '.join(answering)} {'is an answer option' if len(answering) == 1 else 'are answer options'} "
+            f"and {owner} does not answer: set it where the answer is generated (InfiniRetriQA, "
+            "InfiniRetriSynthesizer, InfiniRetriLLM or GenerationConfig)"
+        )
+    return msg
 
 
-def check_overrides(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Per-call :class:`RetrievalConfig` overrides, aliases resolved, checked now rather than at
-    the first query: unknown names and invalid values raise, naming the value and what is valid.
+def check_overrides(options: Mapping[str, Any], owner: str = "retrieval") -> dict[str, Any]:
+    """Per-call :class:`RetrievalConfig` overrides, renamed options resolved (with a
+    ``DeprecationWarning``), checked now rather than at the first query: unknown names and
+    invalid values raise, naming the value and what is valid.
 
     Example:
         >>> check_overrides({"tokens_per_pass": 20})
-        {'top_k': 20}
+        {'tokens_per_pass': 20}
         >>> check_overrides({"topk": 20})  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        TypeError: Unknown retrieval option(s) ['topk']; expected some of [...]
+        TypeError: retrieval got unknown option(s) ['topk']; valid options: [...]
     """
-    resolved = resolve_aliases(options)
+    resolved = renamed_options(options, stacklevel=4)
     unknown = sorted(set(resolved) - set(retrieval_option_names()))
     if unknown:
-        valid = [*retrieval_option_names(), *OPTION_ALIASES]
-        msg = f"Unknown retrieval option(s) {unknown}; expected some of {valid}"
+        msg = unknown_option_message(owner, unknown, [*retrieval_option_names(), *RENAMED_OPTIONS])
         raise TypeError(msg)
     RetrievalConfig().replace(**resolved)
     return resolved
@@ -82,12 +84,12 @@ def retrieval_overrides(config: RetrievalConfig | None, options: Mapping[str, An
     """Overrides from an optional full ``config`` plus single ``options`` (``None`` = not set).
 
     Example:
-        >>> retrieval_overrides(None, {"top_k": 20, "chunk_size": None})
-        {'top_k': 20}
-        >>> retrieval_overrides(None, {"top_k": 0})
+        >>> retrieval_overrides(None, {"tokens_per_pass": 20, "chunk_size": None})
+        {'tokens_per_pass': 20}
+        >>> retrieval_overrides(None, {"tokens_per_pass": 0})
         Traceback (most recent call last):
         ...
-        ValueError: top_k must be a positive integer, got 0
+        ValueError: tokens_per_pass must be a positive integer, got 0
     """
     overrides: dict[str, Any] = {}
     if config is not None:
@@ -95,5 +97,5 @@ def retrieval_overrides(config: RetrievalConfig | None, options: Mapping[str, An
             msg = f"retrieval_config must be a RetrievalConfig, got {type(config).__name__}: {config!r}"
             raise TypeError(msg)
         overrides = {name: getattr(config, name) for name in retrieval_option_names()}
-    overrides.update(resolve_aliases({name: value for name, value in options.items() if value is not None}))
+    overrides.update(renamed_options({name: value for name, value in options.items() if value is not None}, 4))
     return check_overrides(overrides)

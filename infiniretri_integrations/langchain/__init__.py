@@ -12,7 +12,7 @@ All share one engine/model; nothing loads weights until the first query. Needs
 Example:
     >>> from infiniretri_integrations import InfiniRetriEngine
     >>> from infiniretri_integrations.langchain import InfiniRetriCompressor, InfiniRetriRetriever
-    >>> engine = InfiniRetriEngine(top_k=50, chunk_size=512)  # no weights loaded yet
+    >>> engine = InfiniRetriEngine(tokens_per_pass=50, chunk_size=512)  # no weights loaded yet
     >>> retriever = InfiniRetriRetriever.from_texts(["Bob lives in Rome."], engine=engine, k=3)
     >>> compressor = InfiniRetriCompressor(engine=engine, token_budget=500)
     >>> engine.model_loaded

@@ -8,15 +8,14 @@ values are validated by the config (one rule, one message).
 
 from __future__ import annotations
 
-import dataclasses
 import typing
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model, model_validator
 
-from infiniretri_integrations.core.config import RetrievalConfig
+from infiniretri_integrations.core.config import RENAMED_OPTIONS, RetrievalConfig, option_names, renamed_options
 from infiniretri_integrations.core.engine_policy import coerce_engine, resolve_engine
-from infiniretri_integrations.core.options import OPTION_ALIASES, retrieval_overrides
+from infiniretri_integrations.core.options import retrieval_overrides, unknown_option_message
 
 if TYPE_CHECKING:
     from infiniretri_integrations.core.engine import InfiniRetriEngine
@@ -37,13 +36,16 @@ def _config_fields() -> dict[str, Any]:
         hints = typing.get_type_hints(RetrievalConfig)
     except Exception:  # a hint only importable for type checkers
         hints = {}
-    return {
-        field.name: (
-            _option_type(hints.get(field.name, Any)),
-            Field(default=None, description=f"RetrievalConfig.{field.name} for every call (None: the engine's)."),
+    fields = {
+        name: (
+            _option_type(hints.get(name, Any)),
+            Field(default=None, description=f"RetrievalConfig.{name} for every call (None: the engine's)."),
         )
-        for field in dataclasses.fields(RetrievalConfig)
+        for name in option_names()
     }
+    for old, new in RENAMED_OPTIONS.items():
+        fields[old] = (Any, Field(default=None, description=f"Deprecated: use {new} (same meaning)."))
+    return fields
 
 
 if TYPE_CHECKING:
@@ -66,9 +68,9 @@ class InfiniRetriOptions(_ConfigOptions):
         device, dtype: where and how the model is loaded (``"cpu"``, ``"cuda"``, ``"bfloat16"``,
             ...; ``None``: automatic), when this object loads it (no ready engine given).
         retrieval_config: a full :class:`RetrievalConfig` applied on every call; the single
-            options (``chunk_size``, ``top_k``, ... every config field) override its fields.
-        tokens_per_pass: context tokens kept per forward pass (the config's ``top_k``; not the
-            number of documents returned, which is ``k``).
+            options (``chunk_size``, ``tokens_per_pass``, ... every config field) override its fields.
+        tokens_per_pass: context tokens kept per forward pass by the top-k rule (not the number
+            of documents returned, which is ``k``).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
@@ -81,8 +83,6 @@ class InfiniRetriOptions(_ConfigOptions):
     """Model dtype (``None``: bfloat16 where the device runs it natively, else float32)."""
     retrieval_config: Any = None
     """A full RetrievalConfig overriding the engine's; single options override it."""
-    tokens_per_pass: int | None = None
-    """Context tokens kept per forward pass (``RetrievalConfig.top_k``)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -91,12 +91,19 @@ class InfiniRetriOptions(_ConfigOptions):
             valid = set(cls.model_fields)
             unknown = sorted(str(key) for key in data if key not in valid)
             if unknown:
-                msg = f"{cls.__name__} got unknown option(s) {unknown}; valid options: {sorted(valid)}"
-                raise ValueError(msg)
+                raise ValueError(unknown_option_message(cls.__name__, unknown, valid))
         return data
 
     @model_validator(mode="after")
     def _check_options(self) -> Any:
+        for old, new in RENAMED_OPTIONS.items():
+            value = getattr(self, old)
+            if value is not None:
+                moved = renamed_options(
+                    {old: value, new: getattr(self, new)} if getattr(self, new) is not None else {old: value}, 5
+                )
+                object.__setattr__(self, new, moved[new])
+                object.__setattr__(self, old, None)
         self.engine = coerce_engine(self.engine, self.device, self.dtype)
         self.retrieval_options()
         return self
@@ -107,8 +114,7 @@ class InfiniRetriOptions(_ConfigOptions):
 
     def retrieval_options(self) -> dict[str, Any]:
         """The per-call engine overrides (validated by :class:`RetrievalConfig`)."""
-        single = {field.name: getattr(self, field.name) for field in dataclasses.fields(RetrievalConfig)}
-        single.update({alias: getattr(self, alias) for alias in OPTION_ALIASES})
+        single = {name: getattr(self, name) for name in option_names()}
         return retrieval_overrides(self.retrieval_config, single)
 
 

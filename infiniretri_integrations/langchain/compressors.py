@@ -58,9 +58,10 @@ class InfiniRetriCompressor(InfiniRetriOptions, OutputOptions, BaseDocumentCompr
             engine (the model loads on first use, never at construction).
         group_by: ``"document"`` (default) or ``"sentence"``.
         k: at most this many Documents (best scores, returned in input order); ``None``: all.
-        token_budget: the kept sentences together are at most this many tokens: of the scoring
-            model's tokenizer, or of ``token_counter`` when one is given (then counted over the
-            returned ``page_content``); the lowest-scoring sentences are dropped first.
+        token_budget: the kept sentences together are at most this many tokens: of the engine's
+            (answering) model, or of ``token_counter`` when one is given (then counted over the
+            returned ``page_content``); the lowest-scoring sentences are dropped first. With a
+            budget, passes keep sentences by score, so ``tokens_per_pass`` is not set with it.
         token_counter: a callable ``str -> int`` (e.g. a tiktoken encoding's
             ``lambda t: len(enc.encode(t))``) or your LangChain LLM / chat model
             (its ``get_num_tokens`` counts).
@@ -71,7 +72,7 @@ class InfiniRetriCompressor(InfiniRetriOptions, OutputOptions, BaseDocumentCompr
     Example:
         >>> from langchain_core.documents import Document
         >>> from infiniretri_integrations.langchain import InfiniRetriCompressor
-        >>> compressor = InfiniRetriCompressor(top_k=16, chunk_size=256, token_budget=200)
+        >>> compressor = InfiniRetriCompressor(chunk_size=256, token_budget=200)
         >>> compressor.compress_documents([], "anything")
         []
         >>> docs = [Document("Bob lives in Rome. He bakes bread.", id="bob", metadata={"page": 3})]

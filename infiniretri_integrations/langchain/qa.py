@@ -18,8 +18,8 @@ from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.runnables.utils import AddableDict
 from pydantic import ConfigDict, field_validator
 
-from infiniretri_integrations.core.answering import answer_from
 from infiniretri_integrations.core.concurrency import closing_generator, iterate_in_thread, run_cancellable
+from infiniretri_integrations.core.config import PROMPT_FIELDS
 from infiniretri_integrations.core.types import RetrievalResult
 from infiniretri_integrations.langchain._documents import build_documents, to_engine_documents
 from infiniretri_integrations.langchain._options import InfiniRetriOptions
@@ -73,14 +73,17 @@ class InfiniRetriQA(InfiniRetriOptions, RunnableSerializable[QAInput, QAOutput])
         engine: the engine (or a ``LocalModel``); ``None``: the shared default engine.
         documents: documents bound at construction.
         with_sources: return the answer with the kept sentences and statistics.
+        max_new_tokens: answer length in tokens (``None``: the engine's ``GenerationConfig``).
         stop: extra stop strings; generate_kwargs: passed to ``model.generate``.
         device, dtype: where and how the model loads when no ready engine is given.
-        retrieval_config and every RetrievalConfig field (``top_k``, ``chunk_size``,
-            ``max_new_tokens``, ...): engine options, as for :class:`InfiniRetriRetriever`.
+        retrieval_config and every RetrievalConfig field (``tokens_per_pass``, ``chunk_size``,
+            ``token_budget``, ...): retrieval options, as for :class:`InfiniRetriRetriever`;
+            the prompt fields (``prompt_template``, ``system_prompt``, ``use_chat_template``)
+            shape the answer prompt too.
 
     Example:
         >>> from infiniretri_integrations.langchain import InfiniRetriQA
-        >>> qa = InfiniRetriQA(documents=["Alice lives in Paris. Bob lives in Rome."], top_k=8, chunk_size=256)
+        >>> qa = InfiniRetriQA(documents=["Alice lives in Paris. Bob lives in Rome."], tokens_per_pass=8, chunk_size=256)
         >>> qa.invoke("Where does Bob live?")  # doctest: +SKIP
         'Bob lives in Rome.'
         >>> for piece in qa.stream("Where does Alice live?"):  # doctest: +SKIP
@@ -91,6 +94,8 @@ class InfiniRetriQA(InfiniRetriOptions, RunnableSerializable[QAInput, QAOutput])
 
     documents: list[Document] | None = None
     with_sources: bool = False
+    max_new_tokens: int | None = None
+    """Answer length in tokens (``None``: the engine's)."""
     stop: list[str] | None = None
     """Extra stop strings: the answer ends before the first one."""
     generate_kwargs: dict[str, Any] | None = None
@@ -105,11 +110,14 @@ class InfiniRetriQA(InfiniRetriOptions, RunnableSerializable[QAInput, QAOutput])
         return None if value is None else _as_documents(value, "documents")
 
     def options(self) -> dict[str, Any]:
-        """Per-call engine overrides (retrieval and generation)."""
+        """Per-call retrieval overrides."""
         return self.retrieval_options()
 
-    def _generation(self) -> dict[str, Any]:
-        return {"stop": self.stop, "generate_kwargs": self.generate_kwargs}
+    def answer_options(self) -> dict[str, Any]:
+        """Per-call answer options: the generation settings set here and the prompt fields."""
+        prompt = {name: value for name, value in self.retrieval_options().items() if name in PROMPT_FIELDS}
+        generation = {"max_new_tokens": self.max_new_tokens, "stop": self.stop, "generate_kwargs": self.generate_kwargs}
+        return {**prompt, **{name: value for name, value in generation.items() if value is not None}}
 
     # ------------------------------------------------------------------ helpers
     def _parse(self, value: QAInput) -> tuple[str, list[Document]]:
@@ -146,7 +154,7 @@ class InfiniRetriQA(InfiniRetriOptions, RunnableSerializable[QAInput, QAOutput])
     def _invoke(self, input: QAInput, run_manager: CallbackManagerForChainRun, config: RunnableConfig) -> QAOutput:
         question, documents = self._parse(input)
         result = retrieve_and_report(self.get_engine(), documents, question, self.options(), config)  # type: ignore[arg-type]
-        answer = self.get_engine().answer_from(result, question, **self._generation(), **self.options())
+        answer = self.get_engine().answer_from(result, question, **self.answer_options())
         return self._output(answer.text, result, documents)
 
     def stream(self, input: QAInput, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[QAOutput]:
@@ -161,7 +169,7 @@ class InfiniRetriQA(InfiniRetriOptions, RunnableSerializable[QAInput, QAOutput])
             result = retrieve_and_report(self.get_engine(), documents, question, self.options(), config)  # type: ignore[arg-type]
             if self.with_sources:
                 yield AddableDict(self._sources(result, documents))
-            pieces = self.get_engine().stream_from(result, question, **self._generation(), **self.options())
+            pieces = self.get_engine().stream_from(result, question, **self.answer_options())
             for piece in closing_generator(pieces):  # the reader leaving stops the generation
                 yield AddableDict(answer=piece) if self.with_sources else piece
 
@@ -175,9 +183,7 @@ class InfiniRetriQA(InfiniRetriOptions, RunnableSerializable[QAInput, QAOutput])
     ) -> QAOutput:
         question, documents = self._parse(input)
         result = await aretrieve_and_report(self.get_engine(), documents, question, self.options(), config)  # type: ignore[arg-type]
-        answer = await run_cancellable(
-            answer_from, self.get_engine(), result, question, **self._generation(), **self.options()
-        )
+        answer = await run_cancellable(self.get_engine().answer_from, result, question, **self.answer_options())
         return self._output(answer.text, result, documents)
 
     async def astream(
@@ -199,9 +205,7 @@ class InfiniRetriQA(InfiniRetriOptions, RunnableSerializable[QAInput, QAOutput])
             result = await aretrieve_and_report(self.get_engine(), documents, question, self.options(), config)  # type: ignore[arg-type]
             if self.with_sources:
                 yield AddableDict(self._sources(result, documents))
-            pieces = await asyncio.to_thread(
-                self.get_engine().stream_from, result, question, **self._generation(), **self.options()
-            )
+            pieces = await asyncio.to_thread(self.get_engine().stream_from, result, question, **self.answer_options())
             stream = iterate_in_thread(pieces)
             try:
                 async for piece in stream:
@@ -254,7 +258,7 @@ class InfiniRetriQA(InfiniRetriOptions, RunnableSerializable[QAInput, QAOutput])
         outputs, retrieved = self._retrieve_many(inputs)
         for index, (question, documents, result) in retrieved.items():
             dispatch_custom_event(SENTENCES_EVENT, sentences_payload(result), config=config[index])
-            answer = self.get_engine().answer_from(result, question, **self._generation(), **self.options())
+            answer = self.get_engine().answer_from(result, question, **self.answer_options())
             outputs[index] = self._output(answer.text, result, documents)
         return outputs
 
@@ -267,9 +271,7 @@ class InfiniRetriQA(InfiniRetriOptions, RunnableSerializable[QAInput, QAOutput])
         outputs, retrieved = await run_cancellable(self._retrieve_many, inputs)
         for index, (question, documents, result) in retrieved.items():
             await adispatch_custom_event(SENTENCES_EVENT, sentences_payload(result), config=config[index])
-            answer = await run_cancellable(
-                answer_from, self.get_engine(), result, question, **self._generation(), **self.options()
-            )
+            answer = await run_cancellable(self.get_engine().answer_from, result, question, **self.answer_options())
             outputs[index] = self._output(answer.text, result, documents)
         return outputs
 
@@ -278,7 +280,7 @@ class InfiniRetriQA(InfiniRetriOptions, RunnableSerializable[QAInput, QAOutput])
     ) -> tuple[list[Any], dict[int, tuple[str, list[Document], RetrievalResult]]]:
         """Parse every input (a bad one becomes its exception) and retrieve, one
         ``retrieve_many`` call per distinct set of documents."""
-        from infiniretri_integrations.core.engine import validate_question
+        from infiniretri_integrations.core.inputs import validate_question
 
         outputs: list[Any] = [None] * len(inputs)
         groups: dict[tuple[tuple[str, str | None], ...], list[tuple[int, str, list[Document]]]] = {}

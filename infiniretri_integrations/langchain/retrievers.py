@@ -71,17 +71,17 @@ class InfiniRetriRetriever(InfiniRetriOptions, OutputOptions, BaseRetriever):
         k: Documents returned (default 4; ``None``: all kept).
         engine: the engine (or a ``LocalModel`` or model path); ``None``: the shared default engine.
         device, dtype: where and how the model loads when no ready engine is given.
-        tokens_per_pass: context tokens kept per forward pass (``RetrievalConfig.top_k``).
+        tokens_per_pass: context tokens kept per forward pass (the top-k rule of ``RetrievalConfig``).
         normalize_scores, score_threshold: 0-1 scores per query; minimum score kept.
         group_by: ``"sentence"`` or ``"document"``.
         retrieval_config: a full :class:`RetrievalConfig` overriding the engine's; every config
-            field (``top_k``, ``chunk_size``, ``phrase_window``, ...) is also an option of its own.
+            field (``tokens_per_pass``, ``chunk_size``, ``phrase_window``, ...) is also an option of its own.
 
     Example:
         >>> from infiniretri_integrations.langchain import InfiniRetriRetriever
         >>> retriever = InfiniRetriRetriever.from_texts(
         ...     ["Alice lives in Paris. She likes tea.", "Bob lives in Rome. He likes coffee."],
-        ...     metadatas=[{"who": "alice"}, {"who": "bob"}], k=2, top_k=8, chunk_size=256)
+        ...     metadatas=[{"who": "alice"}, {"who": "bob"}], k=2, tokens_per_pass=8, chunk_size=256)
         >>> retriever.k
         2
         >>> docs = retriever.invoke("Where does Bob live?")  # doctest: +SKIP
@@ -240,7 +240,7 @@ class InfiniRetriRetriever(InfiniRetriOptions, OutputOptions, BaseRetriever):
         if unknown:
             msg = f"Unknown batch option(s) {sorted(unknown)}; expected only 'k'"
             raise TypeError(msg)
-        from infiniretri_integrations.core.engine import validate_question
+        from infiniretri_integrations.core.inputs import validate_question
 
         configs = get_config_list(config, len(inputs))
         managers = [self._start_run(query, run_config) for query, run_config in zip(inputs, configs, strict=True)]

@@ -47,7 +47,7 @@ class InfiniRetriLLM(CustomLLM):
             model. Loaded lazily on first use.
         tokenizer: the tokenizer of a ready-built transformers ``model``.
         max_new_tokens: answer length (``LLMMetadata.num_output``); ``None``: the engine's
-            ``RetrievalConfig.max_new_tokens``.
+            ``GenerationConfig.max_new_tokens``.
         context_window: override of the model's window (default: from its config).
         use_chat_template: ``None``: use the tokenizer's chat template when it has one.
         stop: extra stop strings; generate_kwargs: passed to ``model.generate`` (sampling, ...);
@@ -101,7 +101,7 @@ class InfiniRetriLLM(CustomLLM):
     @property
     def answer_tokens(self) -> int:
         """Tokens generated at most: ``max_new_tokens`` or the engine's default."""
-        return self.max_new_tokens or self.engine.config.max_new_tokens
+        return self.max_new_tokens or self.engine.generation.max_new_tokens
 
     @property
     def metadata(self) -> LLMMetadata:

@@ -115,7 +115,7 @@ class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
             score_threshold=score_threshold,
             device=device,
             dtype=dtype,
-            retrieval_options=check_overrides(options),
+            retrieval_options=check_overrides(options, owner=type(self).__name__),
             **extra,
         )
         self._engine = coerce_engine(engine, device, dtype)

@@ -31,7 +31,7 @@ class InfiniRetriQueryEngine(RetrieverQueryEngine):
         >>> from llama_index.core import Document
         >>> from llama_index.core.tools import QueryEngineTool
         >>> docs = [Document(text="Alice lives in Paris. Bob lives in Rome.", id_="people")]
-        >>> query_engine = InfiniRetriQueryEngine.from_documents(docs, top_k=20)
+        >>> query_engine = InfiniRetriQueryEngine.from_documents(docs, tokens_per_pass=20)
         >>> tool = QueryEngineTool.from_defaults(query_engine, name="people", description="Who lives where.")
         >>> str(query_engine.query("Where does Bob live?"))  # doctest: +SKIP
         'Bob lives in Rome.'
@@ -62,7 +62,7 @@ class InfiniRetriQueryEngine(RetrieverQueryEngine):
                 sentences' spans and ``SOURCE`` links refer to the documents themselves.
             node_postprocessors: applied to the nodes before synthesis.
             callback_manager: LlamaIndex callback manager.
-            **options: :class:`~infiniretri_integrations.RetrievalConfig` overrides (``top_k``, ...).
+            **options: :class:`~infiniretri_integrations.RetrievalConfig` overrides (``tokens_per_pass``, ``token_budget``, ...).
         """
         documents = list(documents)
         if not documents:

@@ -16,8 +16,8 @@ from llama_index.core.response_synthesizers import BaseSynthesizer, CompactAndRe
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, QueryType
 from llama_index.core.types import RESPONSE_TEXT_TYPE
 
-from infiniretri_integrations.core.answering import answer_from
 from infiniretri_integrations.core.concurrency import closing_generator, iterate_in_thread, run_cancellable
+from infiniretri_integrations.core.config import PROMPT_FIELDS
 from infiniretri_integrations.core.engine_policy import coerce_engine, resolve_engine
 from infiniretri_integrations.core.options import check_overrides
 from infiniretri_integrations.core.types import RetrievalResult, join_sentences
@@ -44,14 +44,15 @@ class InfiniRetriSynthesizer(BaseSynthesizer):
             reference prompt; never a network model.
         streaming: return a streaming response (real token streaming with the local model).
         text_qa_template, refine_template: prompts for the ``llm`` path.
-        stop, generate_kwargs: extra stop strings and ``model.generate`` arguments (local model).
+        max_new_tokens, stop, generate_kwargs: answer length, extra stop strings and
+            ``model.generate`` arguments (local model; ``None``: the engine's ``GenerationConfig``).
         device, dtype: where and how the model loads when no ready engine is given.
         callback_manager: LlamaIndex callback manager.
         **options: :class:`~infiniretri_integrations.RetrievalConfig` overrides (``top_k``,
             ``chunk_size``, ``max_new_tokens``, ...) for every call.
 
     Example:
-        >>> synthesizer = InfiniRetriSynthesizer(top_k=50, chunk_size=512)
+        >>> synthesizer = InfiniRetriSynthesizer(tokens_per_pass=50, chunk_size=512)
         >>> synthesizer.uses_local_model
         True
         >>> response = synthesizer.synthesize("Where does Bob live?", nodes)  # doctest: +SKIP
@@ -68,6 +69,7 @@ class InfiniRetriSynthesizer(BaseSynthesizer):
         text_qa_template: BasePromptTemplate | None = None,
         refine_template: BasePromptTemplate | None = None,
         callback_manager: CallbackManager | None = None,
+        max_new_tokens: int | None = None,
         stop: list[str] | None = None,
         generate_kwargs: dict[str, Any] | None = None,
         device: str | None = None,
@@ -78,13 +80,19 @@ class InfiniRetriSynthesizer(BaseSynthesizer):
             msg = f"llm must be a LlamaIndex LLM or None (use the local model), got {type(llm).__name__}: {llm!r}"
             raise TypeError(msg)
         self._engine = resolve_engine(coerce_engine(engine, device, dtype), device, dtype)
-        self._options = check_overrides(options)
-        self._generation_options: dict[str, Any] = {"stop": stop, "generate_kwargs": generate_kwargs}
+        self._options = check_overrides(options, owner=type(self).__name__)
+        generation = {"max_new_tokens": max_new_tokens, "stop": stop, "generate_kwargs": generate_kwargs}
+        prompt = {name: value for name, value in self._options.items() if name in PROMPT_FIELDS}
+        self._answer_options: dict[str, Any] = {
+            **prompt,
+            **{name: value for name, value in generation.items() if value is not None},
+        }
+        self._engine.generation.replace(**generation)  # invalid answer options fail here, not at the first query
         self._external: CompactAndRefine | None = None
         if llm is None:
             local = InfiniRetriLLM(
                 self._engine,
-                max_new_tokens=self._engine.config.replace(**self._options).max_new_tokens,
+                max_new_tokens=max_new_tokens,
                 stop=stop,
                 generate_kwargs=generate_kwargs or {},
             )
@@ -208,10 +216,8 @@ class InfiniRetriSynthesizer(BaseSynthesizer):
         if self._external is not None:
             return self._external.get_response(query_str, _grouped(retrieval), **response_kwargs)
         if self._streaming:
-            return closing_generator(
-                self._engine.stream_from(retrieval, query_str, **self._generation_options, **self._options)
-            )
-        return self._engine.answer_from(retrieval, query_str, **self._generation_options, **self._options).text
+            return closing_generator(self._engine.stream_from(retrieval, query_str, **self._answer_options))
+        return self._engine.answer_from(retrieval, query_str, **self._answer_options).text
 
     async def aget_response(
         self, query_str: str, text_chunks: Sequence[str], **response_kwargs: Any
@@ -226,12 +232,8 @@ class InfiniRetriSynthesizer(BaseSynthesizer):
         if self._external is not None:
             return await self._external.aget_response(query_str, _grouped(retrieval), **response_kwargs)
         if self._streaming:
-            return iterate_in_thread(
-                self._engine.stream_from(retrieval, query_str, **self._generation_options, **self._options)
-            )
-        answer = await run_cancellable(
-            answer_from, self._engine, retrieval, query_str, **self._generation_options, **self._options
-        )
+            return iterate_in_thread(self._engine.stream_from(retrieval, query_str, **self._answer_options))
+        answer = await run_cancellable(self._engine.answer_from, retrieval, query_str, **self._answer_options)
         return answer.text
 
 

@@ -129,8 +129,12 @@ def test_retriever_empty_corpus_and_bad_options(engine: InfiniRetriEngine) -> No
         InfiniRetriRetriever(group_by="paragraph")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="-1"):
         InfiniRetriRetriever(k=-1)
-    with pytest.raises(ValueError, match="top_k must be a positive integer, got 0"):
-        InfiniRetriRetriever(top_k=0)
+    with pytest.raises(ValueError, match="tokens_per_pass must be a positive integer, got 0"):
+        InfiniRetriRetriever(tokens_per_pass=0)
+    with pytest.raises(ValueError, match="max_new_tokens is an answer option and InfiniRetriRetriever does not answer"):
+        InfiniRetriRetriever(max_new_tokens=5)
+    with pytest.raises(ValueError, match="tokens_per_pass=8 does nothing with token_budget=64"):
+        InfiniRetriCompressor(tokens_per_pass=8, token_budget=64)
     with pytest.raises(ValueError, match="same length"):
         InfiniRetriRetriever.from_texts(["a", "b"], metadatas=[{}])
     with pytest.raises(ValueError, match="non-empty"):
@@ -164,12 +168,12 @@ def test_compressor_in_contextual_compression_retriever(engine: InfiniRetriEngin
 
 
 def test_compressor_token_budget_is_exact(engine: InfiniRetriEngine) -> None:
-    unlimited = InfiniRetriCompressor(engine=engine, group_by="sentence", top_k=64)
+    unlimited = InfiniRetriCompressor(engine=engine, group_by="sentence", tokens_per_pass=64)
     everything = unlimited.compress_documents(DOCS, QUESTION)
     total = sum(count_tokens(d.page_content) for d in everything)
     budget = total // 2
     limited = InfiniRetriCompressor(
-        engine=engine, group_by="sentence", top_k=64, token_budget=budget, token_counter=count_tokens
+        engine=engine, group_by="sentence", token_budget=budget, token_counter=count_tokens
     )
     kept = limited.compress_documents(DOCS, QUESTION)
     kept_tokens = sum(count_tokens(d.page_content) for d in kept)
@@ -180,7 +184,7 @@ def test_compressor_token_budget_is_exact(engine: InfiniRetriEngine) -> None:
     assert min(d.metadata["relevance_score"] for d in kept) >= max(d.metadata["relevance_score"] for d in dropped)
     # grouped documents are counted the same way, here by an LLM's own get_num_tokens
     grouped = InfiniRetriCompressor(
-        engine=engine, top_k=64, token_budget=budget, token_counter=_WordCountingLLM(responses=["unused"])
+        engine=engine, token_budget=budget, token_counter=_WordCountingLLM(responses=["unused"])
     )
     docs = grouped.compress_documents(DOCS, QUESTION)
     assert 0 < sum(count_tokens(d.page_content) for d in docs) <= budget

@@ -86,11 +86,11 @@ def test_parents_mode_keeps_parents_that_share_an_id(engine: InfiniRetriEngine) 
 # ------------------------------------------------------------------ item 6: serialization
 def test_postprocessor_and_llm_round_trip_through_json() -> None:
     postprocessor = InfiniRetriNodePostprocessor(
-        mode="parents", top_n=2, order="score", normalize_scores=True, score_threshold=0.2, top_k=20, chunk_size=512
+        mode="parents", top_n=2, order="score", normalize_scores=True, score_threshold=0.2, tokens_per_pass=20, chunk_size=512
     )
     copy = InfiniRetriNodePostprocessor.from_json(postprocessor.to_json())
     assert copy.to_dict() == postprocessor.to_dict()
-    assert copy.retrieval_options == {"top_k": 20, "chunk_size": 512}
+    assert copy.retrieval_options == {"tokens_per_pass": 20, "chunk_size": 512}
     llm = InfiniRetriLLM(max_new_tokens=20, context_window=4096, stop=["\n\n"], generate_kwargs={"num_beams": 1})
     llm_copy = InfiniRetriLLM.from_json(llm.to_json())
     assert llm_copy.to_dict() == llm.to_dict()

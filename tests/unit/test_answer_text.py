@@ -95,12 +95,16 @@ def test_keep_best_and_thresholds() -> None:
 
 def test_output_ids_and_option_checks() -> None:
     assert output_id("doc", 3, 9) == "doc:3-9" and output_id(None, 3, 9) is None
-    assert check_overrides({"tokens_per_pass": 40}) == {"top_k": 40}
+    assert check_overrides({"tokens_per_pass": 40}) == {"tokens_per_pass": 40}
+    with pytest.warns(DeprecationWarning, match="'top_k' is deprecated"):
+        assert check_overrides({"top_k": 40}) == {"tokens_per_pass": 40}
     with pytest.raises(TypeError, match=r"\['topk'\].*tokens_per_pass"):
         check_overrides({"topk": 4})
-    with pytest.raises(ValueError, match="same option"):
+    with pytest.raises(ValueError, match="same option"), pytest.warns(DeprecationWarning):
         check_overrides({"tokens_per_pass": 40, "top_k": 30})
+    with pytest.raises(TypeError, match="max_new_tokens is an answer option"):
+        check_overrides({"max_new_tokens": 5}, owner="InfiniRetriNodePostprocessor")
     from infiniretri_integrations.core.config import RetrievalConfig
 
-    merged = retrieval_overrides(RetrievalConfig(top_k=10), {"tokens_per_pass": 40, "chunk_size": None})
-    assert merged["top_k"] == 40 and merged["chunk_size"] == RetrievalConfig().chunk_size
+    merged = retrieval_overrides(RetrievalConfig(tokens_per_pass=10), {"tokens_per_pass": 40, "chunk_size": None})
+    assert merged["tokens_per_pass"] == 40 and merged["chunk_size"] == RetrievalConfig().chunk_size

@@ -19,6 +19,7 @@ from infiniretri_integrations.core.calibration.store import (
     keep_calibration,
     user_calibration_dir,
 )
+from infiniretri_integrations.core.config import DEFAULT_TOKENS_PER_PASS
 
 if TYPE_CHECKING:
     from infiniretri_integrations.core.config import HeadSelection
@@ -44,7 +45,7 @@ def expected_settings(settings: Mapping[str, Any]) -> dict[str, Any] | None:
     config = settings.get("config")
     if config is not None:
         expected.update(
-            top_k=config.top_k, phrase_window=config.phrase_window, question_weights=config.question_weights
+            top_k=config.effective_tokens_per_pass or DEFAULT_TOKENS_PER_PASS, phrase_window=config.phrase_window, question_weights=config.question_weights
         )
     return expected or None
 

@@ -1,7 +1,7 @@
 """How well question-row attention finds a planted fact: one case, then a summary over cases.
 
 A case is scored exactly as the engine scores a chunk (question weights, phrase window,
-``top_k``), with the engine's own functions from :mod:`~infiniretri_integrations.core.scoring`.
+``tokens_per_pass``), with the engine's own functions from :mod:`~infiniretri_integrations.core.scoring`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from infiniretri_integrations.core.attention import capture_question_rows
+from infiniretri_integrations.core.config import DEFAULT_CHUNK_SIZE, DEFAULT_TOKENS_PER_PASS
 from infiniretri_integrations.core.prompting import build_layout
 from infiniretri_integrations.core.scoring import (
     context_scores,
@@ -53,7 +54,9 @@ def prepare_case(lm: LocalModel, case: SyntheticCase, config: RetrievalConfig) -
     Raises:
         RuntimeError: no sentence holds the needle after segmentation.
     """
-    (sentences,) = segment_documents([case.text], lm.tokenizer, config.max_sentence_tokens)
+    (sentences,) = segment_documents(
+        [case.text], lm.tokenizer, config.effective_max_sentence_tokens(config.chunk_size or DEFAULT_CHUNK_SIZE)
+    )
     target = _squashed(case.needle)
     needle_sentences = tuple(
         i
@@ -94,7 +97,7 @@ class CaseMetrics:
     """How one scoring configuration did on one case."""
 
     hit: bool
-    """The needle sentence's best token is among the ``top_k`` best context tokens (so the engine
+    """The needle sentence's best token is among the ``tokens_per_pass`` best context tokens (so the engine
     keeps it; on tied scores the needle counts as kept)."""
     reciprocal_rank: float
     """1 / rank of the needle sentence among all sentences by their best token score."""
@@ -112,7 +115,7 @@ def measure(rows: torch.Tensor, case: PreparedCase, config: RetrievalConfig) -> 
     sentence_rank = 1 + int((best > needle_best).sum())
     token_rank = 1 + int((scores > needle_best).sum())
     return CaseMetrics(
-        hit=token_rank <= config.top_k, reciprocal_rank=1.0 / sentence_rank, token_rank=token_rank / scores.numel()
+        hit=token_rank <= (config.effective_tokens_per_pass or DEFAULT_TOKENS_PER_PASS), reciprocal_rank=1.0 / sentence_rank, token_rank=token_rank / scores.numel()
     )
 
 

@@ -41,7 +41,7 @@ from infiniretri_integrations.core.calibration.synthetic import (
     SyntheticCase,
     synthetic_cases,
 )
-from infiniretri_integrations.core.config import RetrievalConfig
+from infiniretri_integrations.core.config import DEFAULT_TOKENS_PER_PASS, RetrievalConfig
 from infiniretri_integrations.core.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -378,7 +378,7 @@ def calibrate(
         "heads": heads,
         "combine": combine,
         "cases": len(cases),
-        "top_k": cfg.top_k,
+        "top_k": cfg.effective_tokens_per_pass or DEFAULT_TOKENS_PER_PASS,
         "phrase_window": cfg.phrase_window,
         "question_weights": cfg.question_weights,
     }
