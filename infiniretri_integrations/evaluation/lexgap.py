@@ -57,15 +57,14 @@ NEGATIVES_PER_PAIR = (2, 3)
 MIN_COMPOUND_PART = 3
 """Shortest stem that counts when found inside a longer word (``"bag"`` in ``"bagpipes"``)."""
 
-STOP_WORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before being below
+_STOP_WORD_TEXT = """a about above after again against all am an and any are as at be because been before being below
     between both but by can could did do does doing down during each few for from further had has have having
     he her here hers herself him himself his how i if in into is it its itself just me more most my myself
     nor not now of off on once only or other our ours ourselves out over own same she should so some such
     than that the their theirs them themselves then there these they this those through to too under until
     up very was we were what when where which while who whom whose why will with would you your yours
-    yourself yourselves among ever""".split()
-)
+    yourself yourselves among ever"""
+STOP_WORDS = frozenset(_STOP_WORD_TEXT.split())
 QUESTION_FRAME = frozenset({"character", "characters", "person", "people", "mentioned", "text"})
 """Words that frame a question ("Which person in the text ..."), not content; no needle uses them."""
 
@@ -305,7 +304,9 @@ def build_samples(
         order = order[:limit]
     essays = load_essays(haystack_dir)
     return [
-        build_sample(pair, pool, essays, tokenizer, length, seed, halves[pair.id]) for length in lengths for pair in order
+        build_sample(pair, pool, essays, tokenizer, length, seed, halves[pair.id])
+        for length in lengths
+        for pair in order
     ]
 
 
@@ -431,16 +432,26 @@ def _plant(body: str, sentences: Sequence[str], depths: Sequence[float]) -> tupl
     return "".join(pieces), spans
 
 
-def needle_kept(sample: EvidenceSample, kept_spans: Sequence[tuple[int, int]]) -> bool:
-    """Whether the kept character spans cover at least half of the needle sentence
+def span_kept(span: tuple[int, int], kept_spans: Sequence[tuple[int, int]]) -> bool:
+    """Whether the kept character spans cover at least half of ``span``
     (:data:`~infiniretri_integrations.evaluation.evidence.COVERAGE`).
+
+    Example:
+        >>> span_kept((10, 20), [(0, 12), (14, 18)]), span_kept((10, 20), [(0, 14)])
+        (True, False)
+    """
+    from infiniretri_integrations.evaluation.evidence import COVERAGE, covered_fraction, merge_spans
+
+    return covered_fraction(span, merge_spans(kept_spans)) >= COVERAGE
+
+
+def needle_kept(sample: EvidenceSample, kept_spans: Sequence[tuple[int, int]]) -> bool:
+    """Whether the kept character spans cover at least half of the needle sentence (:func:`span_kept`).
 
     Example:
         >>> sample = EvidenceSample("lexgap", "x", "q", ("Ana",), "Hi. Ana ate.", "test", supporting=((4, 12, 0),))
         >>> needle_kept(sample, [(0, 9)]), needle_kept(sample, [(0, 7)])
         (True, False)
     """
-    from infiniretri_integrations.evaluation.evidence import COVERAGE, covered_fraction, merge_spans
-
     start, end, _ = sample.supporting[0]
-    return covered_fraction((start, end), merge_spans(kept_spans)) >= COVERAGE
+    return span_kept((start, end), kept_spans)

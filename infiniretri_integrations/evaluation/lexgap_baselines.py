@@ -18,21 +18,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from infiniretri_integrations.evaluation.evidence_data import EvidenceSample, token_label
-from infiniretri_integrations.evaluation.lexgap import build_samples, needle_kept
+from infiniretri_integrations.evaluation.lexgap import build_samples, needle_kept, span_kept
 
 METHOD_NAMES = ("bm25_sentences", "minilm_sentences", "random_sentences")
 BUDGETS = (256, 512)
-
-
-def kept_fraction(spans: Sequence[Sequence[int]], kept: Sequence[tuple[int, int]], sample: EvidenceSample) -> float:
-    """The fraction of ``spans`` (character spans of ``sample.text``) kept by :func:`needle_kept`'s rule."""
-    if not spans:
-        return 0.0
-    probes = [EvidenceSample(sample.dataset, sample.id, "", (), "", "", supporting=((s, e, 0),)) for s, e in spans]
-    return sum(needle_kept(probe, kept) for probe in probes) / len(spans)
 
 
 def evaluate(
@@ -56,7 +49,8 @@ def evaluate(
                 kept = selections[budget].spans
                 cell = results[method][budget]
                 cell["needle"].append(float(needle_kept(sample, kept)))
-                cell["negatives"].append(kept_fraction(sample.metadata["negatives"], kept, sample))
+                negatives = [span_kept((s, e), kept) for s, e in sample.metadata["negatives"]]
+                cell["negatives"].append(sum(negatives) / len(negatives))
     return results
 
 
@@ -89,12 +83,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="first N pairs of the half")
     parser.add_argument("--methods", nargs="+", default=list(METHOD_NAMES))
     args = parser.parse_args(argv)
+    if not Path(args.essays).is_dir():
+        parser.error(f"--essays: no such folder {args.essays!r} (the Paul Graham essays, *.txt)")
 
     from infiniretri_integrations import default_model
     from infiniretri_integrations.evaluation.evidence import EvidenceBench
 
     lm = default_model()
-    samples = build_samples(args.essays, lm.tokenizer, [args.length], seed=args.seed, split=args.split, limit=args.limit)
+    samples = build_samples(
+        args.essays, lm.tokenizer, [args.length], seed=args.seed, split=args.split, limit=args.limit
+    )
     results = evaluate(EvidenceBench(lm, seed=args.seed), samples, args.methods, args.budgets)
     print(
         f"lexgap {token_label(args.length)}, {args.split} half ({len(samples)} pairs, seed {args.seed}): "
