@@ -42,7 +42,7 @@ from infiniretri_integrations.cli_common import (
     run_command,
 )
 from infiniretri_integrations.core.attention import forward_through
-from infiniretri_integrations.core.config import RetrievalConfig
+from infiniretri_integrations.core.config import DEFAULT_CHUNK_SIZE, DEFAULT_TOKENS_PER_PASS, RetrievalConfig
 from infiniretri_integrations.core.engine import InfiniRetriEngine
 from infiniretri_integrations.core.models import LocalModel
 from infiniretri_integrations.core.segmentation import sentence_spans
@@ -179,7 +179,11 @@ def run_reference(
         pipeline = Pipline(
             model=model,
             tokenizer=lm.tokenizer,
-            config={"topk": config.top_k, "phrase_token_num": config.phrase_window, "chunk_size": config.chunk_size},
+            config={
+                "topk": config.effective_tokens_per_pass or DEFAULT_TOKENS_PER_PASS,
+                "phrase_token_num": config.phrase_window,
+                "chunk_size": config.chunk_size or DEFAULT_CHUNK_SIZE,
+            },
         )
         with _measured(lm.device) as record, lm.lock:
             _, info = pipeline.generate2(

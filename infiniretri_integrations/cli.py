@@ -32,11 +32,13 @@ from infiniretri_integrations.cli_common import (
     read_document,
     run_command,
 )
-from infiniretri_integrations.core.config import RetrievalConfig
+from infiniretri_integrations.core.config import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_TOKENS_PER_PASS,
+)
 from infiniretri_integrations.evaluation import niah as niah_eval
 from infiniretri_integrations.evaluation import qa as qa_eval
-
-DEFAULTS = RetrievalConfig()
 
 Handler = Callable[[argparse.Namespace, Any], int]
 
@@ -88,14 +90,20 @@ def _layer(text: str) -> int | str:
 
 
 # --------------------------------------------------------------------------------- shared options
-RETRIEVAL_OPTIONS = {"top_k": "top_k", "chunk_size": "chunk_size", "layer": "scoring_layer"}
+RETRIEVAL_OPTIONS = {"tokens_per_pass": "tokens_per_pass", "chunk_size": "chunk_size", "layer": "scoring_layer"}
 """Command-line destination -> :class:`RetrievalConfig` field."""
 
 
 def _add_retrieval_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--top-k", type=_positive_int, help=f"context tokens kept per chunk (default {DEFAULTS.top_k})")
     parser.add_argument(
-        "--chunk-size", type=_positive_int, help=f"tokens read per forward pass (default {DEFAULTS.chunk_size})"
+        "--tokens-per-pass",
+        "--top-k",
+        dest="tokens_per_pass",
+        type=_positive_int,
+        help=f"context tokens kept per forward pass (default {DEFAULT_TOKENS_PER_PASS}; --top-k: its old name)",
+    )
+    parser.add_argument(
+        "--chunk-size", type=_positive_int, help=f"tokens read per forward pass (default {DEFAULT_CHUNK_SIZE})"
     )
     parser.add_argument(
         "--layer", type=_layer, help="scoring layer index or 'auto' (default: the model's calibrated layer)"
@@ -231,7 +239,7 @@ def cmd_niah(args: argparse.Namespace, lm: Any) -> int:
         "haystack": str(args.essays) if args.essays else "stdlib docstrings",
         "scoring_layers": list(engine.scoring_layers()),
         "config": {
-            "top_k": engine.config.top_k,
+            "tokens_per_pass": engine.config.effective_tokens_per_pass,
             "chunk_size": engine.config.chunk_size,
             "phrase_window": engine.config.phrase_window,
         },
@@ -299,7 +307,7 @@ def cmd_qa(args: argparse.Namespace, lm: Any) -> int:
     runner = qa_eval.QARunner(
         model,
         methods,
-        top_k=args.top_k,
+        tokens_per_pass=args.tokens_per_pass,
         chunk_size=args.chunk_size,
         layer=args.layer,
         max_new_tokens=args.max_new_tokens,
@@ -335,7 +343,7 @@ def _add_ask(sub: Any) -> None:
     ask.add_argument("--html", metavar="OUT.html", help="write the documents with kept sentences highlighted by score")
     ask.add_argument("--no-answer", action="store_true", help="retrieve only")
     ask.add_argument(
-        "--max-new-tokens", type=_positive_int, help=f"answer length in tokens (default {DEFAULTS.max_new_tokens})"
+        "--max-new-tokens", type=_positive_int, help=f"answer length in tokens (default {DEFAULT_MAX_NEW_TOKENS})"
     )
     ask.add_argument("--show", type=int, default=20, help="best-scoring kept sentences to print (default 20)")
     _add_retrieval_options(ask)

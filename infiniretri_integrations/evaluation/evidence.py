@@ -344,15 +344,15 @@ def _random_scores(bench: EvidenceBench, sample: EvidenceSample, texts: list[str
 def _infiniretri(
     bench: EvidenceBench, sample: EvidenceSample, budgets: Sequence[int], options: dict[str, Any]
 ) -> dict[int | None, Selection]:
-    """The engine through its chunk loop. Budgets up to the engine's working set (``max_cache_tokens``,
-    else ``BUDGET_WORKING_SET_TOKENS``) run the very same passes and differ only in the final cut by
+    """The engine through its chunk loop. Budgets up to the engine's budgeted pass floor
+    (``working_set_tokens``, else ``DEFAULT_WORKING_SET_TOKENS``) run the very same passes and differ only in the final cut by
     the last scores, so one run at the largest of them serves them all (:func:`cut_to_budgets`);
     larger budgets run on their own."""
-    from infiniretri_integrations.core.engine import working_set_tokens
+    from infiniretri_integrations.core.selection import budgeted_pass_floor
 
     options = dict(options)
     share_context = bool(options.pop("share_context", False))
-    working = working_set_tokens(bench.engine.config.replace(**options))
+    working = budgeted_pass_floor(bench.engine.config.replace(**options))
     shared = sorted(b for b in budgets if b <= working)
     runs = [*([shared] if shared else []), *([b] for b in budgets if b > working)]
     selections: dict[int | None, Selection] = {}
@@ -566,9 +566,10 @@ class EvidenceBench:
 
     @property
     def max_sentence_tokens(self) -> int:
-        from infiniretri_integrations.core.config import RetrievalConfig
+        from infiniretri_integrations.core.config import DEFAULT_CHUNK_SIZE, RetrievalConfig
 
-        return int(RetrievalConfig(**self.engine_options).max_sentence_tokens)
+        config = RetrievalConfig(**self.engine_options)
+        return config.effective_max_sentence_tokens(config.chunk_size or DEFAULT_CHUNK_SIZE)
 
     # ----------------------------------------------------------------------------- units
     def _segment(self, sample: EvidenceSample, longest: int) -> list[Sentence]:
@@ -624,6 +625,8 @@ class EvidenceBench:
         chunk size, top-K and phrase window as the engine's configuration)."""
         from infini_retri.pipline import Pipline
 
+        from infiniretri_integrations.core.config import DEFAULT_CHUNK_SIZE, DEFAULT_TOKENS_PER_PASS
+
         config = self.engine.config
         model = self.lm.model
         previous = model.config._attn_implementation
@@ -633,9 +636,9 @@ class EvidenceBench:
                 model=model,
                 tokenizer=self.tokenizer,
                 config={
-                    "topk": config.top_k,
+                    "topk": config.effective_tokens_per_pass or DEFAULT_TOKENS_PER_PASS,
                     "phrase_token_num": config.phrase_window,
-                    "chunk_size": config.chunk_size,
+                    "chunk_size": config.chunk_size or DEFAULT_CHUNK_SIZE,
                 },
             )
             with self.lm.lock:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from infiniretri_integrations.core.config import DEFAULT_PROMPT_TEMPLATE
+from infiniretri_integrations.core.config import DEFAULT_CHUNK_SIZE, DEFAULT_PROMPT_TEMPLATE, DEFAULT_TOKENS_PER_PASS
 from infiniretri_integrations.evaluation.datasets import QASample
 from infiniretri_integrations.evaluation.metrics import best_f1
 from infiniretri_integrations.evaluation.results_file import read_results, write_results
@@ -75,7 +75,7 @@ class QARunner:
         lm: Any,
         methods: Sequence[str] = METHODS,
         *,
-        top_k: int | None = None,
+        tokens_per_pass: int | None = None,
         chunk_size: int | None = None,
         layer: int | str | None = None,
         max_new_tokens: int = ANSWER_TOKENS,
@@ -91,8 +91,8 @@ class QARunner:
             msg = f"unknown methods {unknown}; choose from {list(METHODS)}"
             raise ValueError(msg)
         overrides: dict[str, Any] = {"max_new_tokens": max_new_tokens}
-        if top_k is not None:
-            overrides["top_k"] = top_k
+        if tokens_per_pass is not None:
+            overrides["tokens_per_pass"] = tokens_per_pass
         if chunk_size is not None:
             overrides["chunk_size"] = chunk_size
         if layer is not None:
@@ -143,9 +143,9 @@ class QARunner:
         return InfiniRetri(
             eager.model,
             eager.tokenizer,
-            topk=self.engine.config.top_k,
+            topk=self.engine.config.effective_tokens_per_pass or DEFAULT_TOKENS_PER_PASS,
             answer_length=8,
-            window_length=self.engine.config.chunk_size,
+            window_length=self.engine.config.chunk_size or DEFAULT_CHUNK_SIZE,
         )
 
     # ------------------------------------------------------------------ methods
@@ -191,7 +191,10 @@ class QARunner:
         from infiniretri_integrations.core.chunking import pack_chunks
         from infiniretri_integrations.core.segmentation import segment_documents
 
-        longest = min(self.engine.config.max_sentence_tokens, self.rag_chunk_tokens)
+        config = self.engine.config
+        longest = min(
+            config.effective_max_sentence_tokens(config.chunk_size or DEFAULT_CHUNK_SIZE), self.rag_chunk_tokens
+        )
         per_document = segment_documents(list(sample.documents), self.lm.tokenizer, longest)
         chunks: list[str] = []
         for sentences in per_document:
@@ -224,8 +227,8 @@ class QARunner:
             data_dict={"context": sample.context, "question": sample.question},
             prompt=DEFAULT_PROMPT_TEMPLATE,
             gen_name="InfiniRetri",
-            chunk_size=self.engine.config.chunk_size,
-            topk=self.engine.config.top_k,
+            chunk_size=self.engine.config.chunk_size or DEFAULT_CHUNK_SIZE,
+            topk=self.engine.config.effective_tokens_per_pass or DEFAULT_TOKENS_PER_PASS,
             phrase_token_num=self.engine.config.phrase_window,
             max_new_tokens=self.max_new_tokens,
         )
@@ -272,7 +275,7 @@ def run_qa(
         **data.get("meta", {}),
         "model": runner.lm.name,
         "max_new_tokens": runner.max_new_tokens,
-        "top_k": runner.engine.config.top_k,
+        "tokens_per_pass": runner.engine.config.effective_tokens_per_pass,
         "chunk_size": runner.engine.config.chunk_size,
         "scoring_layers": list(runner.engine.scoring_layers()),
         "rag_chunks": runner.rag_chunks,

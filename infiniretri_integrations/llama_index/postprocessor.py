@@ -48,10 +48,10 @@ class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
         normalize_scores: report scores on 0-1 per query (the best kept sentence scores 1).
         score_threshold: drop results whose (reported) score is below this.
         device, dtype: where and how the model loads when no ready engine is given.
-        tokens_per_pass: context tokens kept per forward pass (``RetrievalConfig.top_k``; not
-            the number of nodes returned, which is ``top_n``).
+        tokens_per_pass: context tokens kept per forward pass (``RetrievalConfig.tokens_per_pass``;
+            not the number of nodes returned, which is ``top_n``).
         **options: :class:`~infiniretri_integrations.RetrievalConfig` overrides for every call
-            (``top_k``, ``chunk_size``, ...).
+            (``token_budget``, ``chunk_size``, ...); answer options are refused.
 
     ``postprocess_nodes(None, ...)`` (or any non-list) raises a ``TypeError`` naming the value, as
     LlamaIndex's own postprocessors fail on ``None`` too (with a bare "'NoneType' object is not
@@ -65,7 +65,7 @@ class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
         >>> index = SummaryIndex.from_documents([Document(text=long_text)])  # doctest: +SKIP
         >>> engine = RetrieverQueryEngine.from_args(  # doctest: +SKIP
         ...     index.as_retriever(), llm=InfiniRetriLLM(),
-        ...     node_postprocessors=[InfiniRetriNodePostprocessor(top_k=50)])
+        ...     node_postprocessors=[InfiniRetriNodePostprocessor(tokens_per_pass=50)])
         >>> InfiniRetriNodePostprocessor(mode="parents", top_n=3).class_name()
         'InfiniRetriNodePostprocessor'
     """

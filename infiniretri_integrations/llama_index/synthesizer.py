@@ -48,8 +48,8 @@ class InfiniRetriSynthesizer(BaseSynthesizer):
             ``model.generate`` arguments (local model; ``None``: the engine's ``GenerationConfig``).
         device, dtype: where and how the model loads when no ready engine is given.
         callback_manager: LlamaIndex callback manager.
-        **options: :class:`~infiniretri_integrations.RetrievalConfig` overrides (``top_k``,
-            ``chunk_size``, ``max_new_tokens``, ...) for every call.
+        **options: :class:`~infiniretri_integrations.RetrievalConfig` overrides (``tokens_per_pass``,
+            ``token_budget``, ``chunk_size``, ...) for every call.
 
     Example:
         >>> synthesizer = InfiniRetriSynthesizer(tokens_per_pass=50, chunk_size=512)

@@ -106,7 +106,7 @@ def test_show_prints_the_best_sentences_by_score(notes: Path, tiny_llama_folder:
         "--model",
         str(tiny_llama_folder),
         "--no-answer",
-        "--top-k",
+        "--tokens-per-pass",
         "40",
     ]
     everything = json.loads(infiniretri(*argv, "--json").stdout)["sentences"]

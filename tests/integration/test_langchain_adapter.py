@@ -45,7 +45,7 @@ DOCS = [
 
 @pytest.fixture(scope="module")
 def engine(real_lm: Any) -> InfiniRetriEngine:
-    return InfiniRetriEngine(real_lm, chunk_size=256, top_k=24, max_new_tokens=12)
+    return InfiniRetriEngine(real_lm, chunk_size=256, tokens_per_pass=24, max_new_tokens=12)
 
 
 def count_tokens(text: str) -> int:
@@ -147,7 +147,7 @@ def test_construction_does_not_load_weights() -> None:
     compressor = InfiniRetriCompressor(engine=engine, token_budget=50)
     qa = InfiniRetriQA(engine=engine, documents=DOCS)
     tool = create_infiniretri_tool(retriever)
-    InfiniRetriRetriever.from_texts(TEXTS, retrieval_config=RetrievalConfig(top_k=10, chunk_size=256))
+    InfiniRetriRetriever.from_texts(TEXTS, retrieval_config=RetrievalConfig(tokens_per_pass=10, chunk_size=256))
     assert (retriever.engine, compressor.engine, qa.engine) == (engine, engine, engine)
     assert tool.name == "infiniretri_search"
     assert engine.model_loaded is False
@@ -172,9 +172,7 @@ def test_compressor_token_budget_is_exact(engine: InfiniRetriEngine) -> None:
     everything = unlimited.compress_documents(DOCS, QUESTION)
     total = sum(count_tokens(d.page_content) for d in everything)
     budget = total // 2
-    limited = InfiniRetriCompressor(
-        engine=engine, group_by="sentence", token_budget=budget, token_counter=count_tokens
-    )
+    limited = InfiniRetriCompressor(engine=engine, group_by="sentence", token_budget=budget, token_counter=count_tokens)
     kept = limited.compress_documents(DOCS, QUESTION)
     kept_tokens = sum(count_tokens(d.page_content) for d in kept)
     assert total > budget >= kept_tokens > 0

@@ -56,7 +56,7 @@ def _key(documents: list[Document]) -> list[tuple[Any, ...]]:
 
 @pytest.fixture
 def retriever(tiny_llama, stdlib_haystack):
-    engine = InfiniRetriEngine(tiny_llama, chunk_size=256, top_k=40, max_sentence_tokens=64)
+    engine = InfiniRetriEngine(tiny_llama, chunk_size=256, tokens_per_pass=40, max_sentence_tokens=64)
     return InfiniRetriRetriever.from_documents(_docs(stdlib_haystack), engine=engine, k=5)
 
 
@@ -130,7 +130,7 @@ def test_batch_on_the_packaged_model_equals_invoke(real_lm):
 def test_qa_batch_reads_each_document_set_once_and_answers_each(tiny_llama, stdlib_haystack, monkeypatch):
     from infiniretri_integrations.langchain import InfiniRetriQA
 
-    engine = InfiniRetriEngine(tiny_llama, chunk_size=256, top_k=40, max_sentence_tokens=64, max_new_tokens=4)
+    engine = InfiniRetriEngine(tiny_llama, chunk_size=256, tokens_per_pass=40, max_sentence_tokens=64, max_new_tokens=4)
     docs = _docs(stdlib_haystack)
     qa = InfiniRetriQA(engine=engine, documents=docs, with_sources=True)
     calls: list[int] = []

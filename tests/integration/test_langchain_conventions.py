@@ -37,7 +37,7 @@ DOCS = [Document(page_content=t, id=f"doc-{i}", metadata={"n": i}) for i, t in e
 
 @pytest.fixture(scope="module")
 def engine(real_lm: Any) -> InfiniRetriEngine:
-    return InfiniRetriEngine(real_lm, chunk_size=256, top_k=48, max_new_tokens=16, show_progress=False)
+    return InfiniRetriEngine(real_lm, chunk_size=256, tokens_per_pass=48, max_new_tokens=16, show_progress=False)
 
 
 # ------------------------------------------------------------------ item 3: ids
@@ -121,8 +121,9 @@ def test_normalised_scores_threshold_and_k(engine: InfiniRetriEngine) -> None:
     assert 0 < len(strong) < len(normalised)
     assert all(d.metadata["relevance_score"] >= 0.5 for d in strong)
     assert len(InfiniRetriRetriever.from_documents(DOCS, engine=engine).invoke(QUESTION)) == 4  # k=4 default
-    same = InfiniRetriRetriever.from_documents(DOCS, engine=engine, k=None, tokens_per_pass=48).invoke(QUESTION)
-    assert same == raw  # tokens_per_pass is RetrievalConfig.top_k under a name that says what it is
+    with pytest.warns(DeprecationWarning, match="'top_k' is deprecated"):
+        same = InfiniRetriRetriever.from_documents(DOCS, engine=engine, k=None, top_k=48).invoke(QUESTION)
+    assert same == raw  # top_k: the deprecated name of tokens_per_pass, still honoured for one release
     with pytest.raises(ValidationError, match="same option"):
         InfiniRetriRetriever(tokens_per_pass=10, top_k=20)
     with pytest.raises(ValidationError, match=r"\[0, 1\]"):

@@ -46,7 +46,7 @@ _ENGINE: dict[str, InfiniRetriEngine] = {}
 def _shared_engine(real_lm: Any) -> None:
     """The standard suites build retrievers from properties: give them one engine on the real model."""
     if "engine" not in _ENGINE:
-        _ENGINE["engine"] = InfiniRetriEngine(real_lm, chunk_size=256, top_k=48)
+        _ENGINE["engine"] = InfiniRetriEngine(real_lm, chunk_size=256, tokens_per_pass=48)
 
 
 def _engine() -> InfiniRetriEngine:
@@ -87,8 +87,8 @@ class TestCompressionRetrieverStandard(RetrieversIntegrationTests):
 
     @property
     def retriever_constructor_params(self) -> dict[str, Any]:
-        # top_k (kept tokens per pass) large enough that each of the few short documents keeps a sentence
-        return {"k": 3, "top_k": 48}
+        # tokens_per_pass large enough that each of the few short documents keeps a sentence
+        return {"k": 3, "tokens_per_pass": 48}
 
     @property
     def retriever_query_example(self) -> str:

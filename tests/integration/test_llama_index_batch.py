@@ -34,7 +34,7 @@ def _summary(response) -> tuple[str, list[tuple[str, str]]]:
 
 @pytest.fixture
 def engine(tiny_llama):
-    return InfiniRetriEngine(tiny_llama, chunk_size=256, top_k=40, max_sentence_tokens=64, max_new_tokens=4)
+    return InfiniRetriEngine(tiny_llama, chunk_size=256, tokens_per_pass=40, max_sentence_tokens=64, max_new_tokens=4)
 
 
 def test_query_many_reads_once_and_equals_query(engine, stdlib_haystack, monkeypatch):

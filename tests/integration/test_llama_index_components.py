@@ -28,7 +28,7 @@ from infiniretri_integrations.llama_index import (
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-OPTIONS = {"chunk_size": 256, "top_k": 12, "max_new_tokens": 24}
+OPTIONS = {"chunk_size": 256, "tokens_per_pass": 12, "max_new_tokens": 24}
 NEEDLE_WORDS = ("sandwich", "Dolores Park")
 
 
@@ -121,13 +121,13 @@ def test_postprocessor_in_retriever_query_engine(engine, needle):
 def test_postprocessor_parents_mode_and_top_n(engine, needle):
     docs, question = needle
     nodes = [NodeWithScore(node=d, score=0.5) for d in docs]
-    parents = InfiniRetriNodePostprocessor(engine, mode="parents", top_n=1, top_k=48).postprocess_nodes(
+    parents = InfiniRetriNodePostprocessor(engine, mode="parents", top_n=1, tokens_per_pass=48).postprocess_nodes(
         nodes, query_str=question
     )
     assert len(parents) == 1
     assert parents[0].node is docs[1]  # the needle's document is the best one
     sentences = asyncio.run(
-        InfiniRetriNodePostprocessor(engine, top_n=2, order="score", top_k=48).apostprocess_nodes(
+        InfiniRetriNodePostprocessor(engine, top_n=2, order="score", tokens_per_pass=48).apostprocess_nodes(
             nodes, query_str=question
         )
     )
@@ -178,8 +178,8 @@ def test_no_openai_fallback_and_settings_untouched(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "")
     before = Settings._llm
     synthesizer = InfiniRetriSynthesizer()
-    postprocessor = InfiniRetriNodePostprocessor(top_k=5)
-    query_engine = InfiniRetriQueryEngine.from_documents([Document(text="Bob lives in Rome.")], top_k=5)
+    postprocessor = InfiniRetriNodePostprocessor(tokens_per_pass=5)
+    query_engine = InfiniRetriQueryEngine.from_documents([Document(text="Bob lives in Rome.")], tokens_per_pass=5)
     assert Settings._llm is before  # nothing resolved Settings.llm (which would try OpenAI)
     assert isinstance(synthesizer._llm, InfiniRetriLLM)
     assert isinstance(query_engine.synthesizer._llm, InfiniRetriLLM)

@@ -26,7 +26,7 @@ TEXT = "Alice lives in Paris. She likes tea. Bob lives in Rome. He drinks coffee
 
 @pytest.fixture(scope="module")
 def engine(real_lm: Any) -> InfiniRetriEngine:
-    return InfiniRetriEngine(real_lm, chunk_size=256, top_k=48, max_new_tokens=48, show_progress=False)
+    return InfiniRetriEngine(real_lm, chunk_size=256, tokens_per_pass=48, max_new_tokens=48, show_progress=False)
 
 
 def _repeats(text: str) -> bool:
@@ -86,7 +86,13 @@ def test_parents_mode_keeps_parents_that_share_an_id(engine: InfiniRetriEngine) 
 # ------------------------------------------------------------------ item 6: serialization
 def test_postprocessor_and_llm_round_trip_through_json() -> None:
     postprocessor = InfiniRetriNodePostprocessor(
-        mode="parents", top_n=2, order="score", normalize_scores=True, score_threshold=0.2, tokens_per_pass=20, chunk_size=512
+        mode="parents",
+        top_n=2,
+        order="score",
+        normalize_scores=True,
+        score_threshold=0.2,
+        tokens_per_pass=20,
+        chunk_size=512,
     )
     copy = InfiniRetriNodePostprocessor.from_json(postprocessor.to_json())
     assert copy.to_dict() == postprocessor.to_dict()

@@ -21,7 +21,7 @@ from infiniretri_integrations.llama_index import InfiniRetriQueryEngine
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-OPTIONS = {"chunk_size": 256, "top_k": 12, "max_new_tokens": 24}
+OPTIONS = {"chunk_size": 256, "tokens_per_pass": 12, "max_new_tokens": 24}
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from infiniretri_integrations.ray_data import OUTPUT_COLUMNS, retrieve_dataset  
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-OPTIONS = {"chunk_size": 256, "top_k": 40, "max_sentence_tokens": 64}
+OPTIONS = {"chunk_size": 256, "tokens_per_pass": 40, "max_sentence_tokens": 64}
 """Several passes per document on the tiny model (a 4K window)."""
 
 

@@ -36,7 +36,9 @@ def report_text(seed: int = 7, paragraphs: int = 7) -> str:
             f"The council of {town} met in a room above the bakery until {year + rng.randint(5, 30)}.",
         ]
         out.append(sentences[0] + "\n" + " ".join(sentences[1:]))
-    out.insert(4, "Glenhollow notes\nThe vault under the Glenhollow chapel holds the key code 4172, written on a slate.")
+    out.insert(
+        4, "Glenhollow notes\nThe vault under the Glenhollow chapel holds the key code 4172, written on a slate."
+    )
     return "\n\n".join(out)
 
 
@@ -50,12 +52,12 @@ QUESTIONS = ("What is the key code in the vault?", "When did the people of Farro
 
 CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "defaults": ("one", {"chunk_size": 200}),
-    "top_k_rule": ("one", {"chunk_size": 200, "fusion": None, "top_k": 48}),
+    "top_k_rule": ("one", {"chunk_size": 200, "fusion": None, "tokens_per_pass": 48}),
     "budget_64": ("one", {"chunk_size": 200, "token_budget": 64}),
-    "budget_capped_cache": ("one", {"chunk_size": 200, "token_budget": 48, "max_cache_tokens": 120}),
-    "fusion_in_every_pass": ("one", {"chunk_size": 200, "fusion_stage": "pass", "top_k": 48}),
-    "content_free": ("one", {"chunk_size": 200, "content_free": True, "fusion": None, "top_k": 48}),
-    "heads_pairs": ("one", {"chunk_size": 200, "scoring_heads": [[18, 7], [18, 6], [17, 3]], "top_k": 32}),
+    "budget_capped_cache": ("one", {"chunk_size": 200, "token_budget": 48, "working_set_tokens": 120}),
+    "fusion_in_every_pass": ("one", {"chunk_size": 200, "fusion_stage": "pass", "tokens_per_pass": 48}),
+    "content_free": ("one", {"chunk_size": 200, "content_free": True, "fusion": None, "tokens_per_pass": 48}),
+    "heads_pairs": ("one", {"chunk_size": 200, "scoring_heads": [[18, 7], [18, 6], [17, 3]], "tokens_per_pass": 32}),
     "batched_budget_64": ("many", {"chunk_size": 200, "token_budget": 64, "batch_size": 2}),
     "shared_context_budget_64": ("shared", {"chunk_size": 200, "token_budget": 64}),
 }

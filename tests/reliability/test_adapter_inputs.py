@@ -27,7 +27,7 @@ BLANKS = "The vault code is 4812. " + "\n \t" * 2000 + " Trains leave at noon. T
 
 @pytest.fixture
 def engine(tiny_llama) -> InfiniRetriEngine:
-    return InfiniRetriEngine(tiny_llama, top_k=2000, chunk_size=256, max_new_tokens=4, show_progress=False)
+    return InfiniRetriEngine(tiny_llama, tokens_per_pass=2000, chunk_size=256, max_new_tokens=4, show_progress=False)
 
 
 @pytest.fixture

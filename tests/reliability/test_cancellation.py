@@ -89,7 +89,7 @@ async def assert_no_more_passes(passes: list[float], lm: Any) -> None:
 
 @pytest.fixture
 def engine(tiny_llama) -> InfiniRetriEngine:
-    return InfiniRetriEngine(tiny_llama, top_k=16, chunk_size=128, max_new_tokens=2000, show_progress=False)
+    return InfiniRetriEngine(tiny_llama, tokens_per_pass=16, chunk_size=128, max_new_tokens=2000, show_progress=False)
 
 
 # ------------------------------------------------------------------ item 2: answer streams
@@ -206,7 +206,7 @@ def test_a_cancel_event_ends_a_blocking_answer(engine, tiny_llama):
 @pytest.mark.real_model
 async def test_cancelling_qa_astream_on_the_real_model(real_lm):
     """The issue's case: 8/8 runs raised ValueError: generator already executing."""
-    engine = InfiniRetriEngine(real_lm, top_k=16, chunk_size=256, max_new_tokens=200, show_progress=False)
+    engine = InfiniRetriEngine(real_lm, tokens_per_pass=16, chunk_size=256, max_new_tokens=200, show_progress=False)
     qa = InfiniRetriQA(engine=engine, documents=[SHORT], generate_kwargs={"min_new_tokens": 150})
     await _cancel_after_first_piece(qa.astream(QUESTION))
     assert lock_is_free(real_lm)

@@ -30,7 +30,7 @@ def counted_loads(monkeypatch):
 
 
 def test_threads_on_a_fresh_engine_from_a_folder_load_once_and_agree(tiny_llama_folder, counted_loads):
-    engine = InfiniRetriEngine(str(tiny_llama_folder), device="cpu", dtype="float32", top_k=8)
+    engine = InfiniRetriEngine(str(tiny_llama_folder), device="cpu", dtype="float32", tokens_per_pass=8)
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: engine.retrieve(TEXT, "What is the vault code?"), range(4)))
     assert len(counted_loads) == 1, f"the model was loaded {len(counted_loads)} times"
@@ -40,7 +40,9 @@ def test_threads_on_a_fresh_engine_from_a_folder_load_once_and_agree(tiny_llama_
 
 
 def test_engines_sharing_a_folder_load_concurrently(tiny_llama_folder):
-    engines = [InfiniRetriEngine(str(tiny_llama_folder), device="cpu", dtype="float32", top_k=8) for _ in range(3)]
+    engines = [
+        InfiniRetriEngine(str(tiny_llama_folder), device="cpu", dtype="float32", tokens_per_pass=8) for _ in range(3)
+    ]
     with ThreadPoolExecutor(3) as pool:
         results = list(pool.map(lambda e: e.retrieve(TEXT, "When do trains leave?"), engines))
     assert len({tuple(s.text for s in r.sentences) for r in results}) == 1

@@ -9,7 +9,7 @@ JUNK = "bad\udc80bytes"
 
 
 def test_surrogates_in_question_and_kept_sentences(tiny_llama):
-    engine = InfiniRetriEngine(tiny_llama, top_k=8, max_new_tokens=4)
+    engine = InfiniRetriEngine(tiny_llama, tokens_per_pass=8, max_new_tokens=4)
     text = f"The code is 4812. Some {JUNK} here. More text follows."
     result = engine.retrieve(text, f"What is the {JUNK} code?", token_budget=10_000)
     assert any(JUNK in s.text for s in result.sentences)  # spans and texts keep the original characters

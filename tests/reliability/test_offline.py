@@ -87,7 +87,7 @@ def network_attempts() -> Iterator[list[str]]:
 
 @pytest.fixture
 def engine(tiny_llama) -> InfiniRetriEngine:
-    return InfiniRetriEngine(tiny_llama, top_k=8, chunk_size=128, max_new_tokens=6, show_progress=False)
+    return InfiniRetriEngine(tiny_llama, tokens_per_pass=8, chunk_size=128, max_new_tokens=6, show_progress=False)
 
 
 def test_the_guard_sees_an_attempt(network_attempts):
@@ -205,7 +205,7 @@ def test_cli_blocker_catches_an_attempt(tmp_path: Path):
 @pytest.mark.real_model
 def test_packaged_model_paths(real_lm, network_attempts):
     """The packaged default model (the shared default engine) answers with the network blocked."""
-    retriever = InfiniRetriRetriever.from_texts([TEXT], k=1, top_k=16, chunk_size=256)  # engine=None: default
+    retriever = InfiniRetriRetriever.from_texts([TEXT], k=1, tokens_per_pass=16, chunk_size=256)  # engine=None: default
     assert "Rome" in retriever.invoke(QUESTION)[0].page_content
     qa = InfiniRetriQA(engine=InfiniRetriEngine(real_lm, max_new_tokens=12), documents=[TEXT])
     answer = asyncio.run(qa.ainvoke(QUESTION))

@@ -20,7 +20,7 @@ DOCUMENTS = soak_documents(0, sizes=(20, 80))
 
 @pytest.fixture
 def engine(tiny_llama) -> InfiniRetriEngine:
-    return InfiniRetriEngine(tiny_llama, top_k=16, chunk_size=128, show_progress=False)
+    return InfiniRetriEngine(tiny_llama, tokens_per_pass=16, chunk_size=128, show_progress=False)
 
 
 def test_twelve_mixed_calls_on_four_threads(engine, tiny_llama):

@@ -2,6 +2,9 @@
 inside functions and under ``TYPE_CHECKING``):
 
 * ``core/`` imports nothing of the package outside ``core/``, and no framework;
+* inside ``core/``, a module imports only modules of its own tier or of lower tiers
+  (:data:`CORE_TIERS`: data, text arithmetic, options and prompts, models, attention and
+  generation, calibration, the engine's stages, the engine, the adapters' shared glue);
 * ``langchain/`` and ``llama_index/`` import only ``core/`` (and their own modules and framework), and
   never each other (neither the other adapter nor the other framework);
 * no import cycle between the package's modules.
@@ -20,6 +23,43 @@ ROOT = Path(__file__).resolve().parents[2] / PACKAGE
 
 ADAPTERS = {"langchain": "langchain", "llama_index": "llama_index"}
 """Adapter layer -> its framework's distribution prefix (``langchain``, ``langchain_core``, ...)."""
+
+CORE_TIERS: dict[str, int] = {
+    # 0: plain data and I/O
+    "types": 0,
+    "storage": 0,
+    "progress": 0,
+    # 1: pure functions on text, tokens and tensors
+    "lexical": 1,
+    "segmentation": 1,
+    "chunking": 1,
+    "scoring": 1,
+    "highlight": 1,
+    # 2: options and prompts
+    "config": 2,
+    "prompting": 2,
+    # 3: models
+    "models": 3,
+    # 4: what runs a model
+    "attention": 4,
+    "generation": 4,
+    # 5: calibration (runs attention on synthetic cases)
+    "calibration": 5,
+    # 6: the engine's stages
+    "inputs": 6,
+    "selection": 6,
+    "passes": 6,
+    "scoring_setup": 6,
+    "answering": 6,
+    # 7: the engine
+    "engine": 7,
+    # 8: what the adapters share
+    "options": 8,
+    "engine_policy": 8,
+    "outputs": 8,
+    "concurrency": 8,
+}
+"""Tier of each module of ``core/`` (a subpackage counts as one module); ``core/__init__`` is above all."""
 
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {}
 """(importer, imported) -> why it is tolerated for now. An entry that no longer occurs fails the test."""
@@ -87,8 +127,24 @@ def framework(name: str) -> str | None:
     )
 
 
-def upward_imports(graph: Mapping[str, set[str]]) -> set[tuple[str, str]]:
+def core_tier(module: str, tiers: Mapping[str, int]) -> int | None:
+    """The tier of a module inside ``core/`` (``None``: ``core`` itself or not a core module).
+
+    A module missing from ``tiers`` raises: every new module of ``core/`` needs a place.
+    """
+    parts = module.split(".")
+    if parts[:2] != [PACKAGE, "core"] or len(parts) == 2:
+        return None
+    name = parts[2]
+    if name not in tiers:
+        msg = f"core module {module} has no tier: add {name!r} to CORE_TIERS in tests/unit/test_architecture.py"
+        raise AssertionError(msg)
+    return tiers[name]
+
+
+def upward_imports(graph: Mapping[str, set[str]], tiers: Mapping[str, int] | None = None) -> set[tuple[str, str]]:
     """(importer, imported) pairs that break the layering."""
+    tiers = CORE_TIERS if tiers is None else tiers
     found: set[tuple[str, str]] = set()
     for module, targets in graph.items():
         own = layer(module)
@@ -96,6 +152,9 @@ def upward_imports(graph: Mapping[str, set[str]]) -> set[tuple[str, str]]:
             internal = _is_under(target, [PACKAGE])
             if own == "core":
                 bad = (internal and layer(target) != "core") or framework(target) is not None
+                own_tier, target_tier = core_tier(module, tiers), core_tier(target, tiers) if internal else None
+                if own_tier is not None and target_tier is not None and target_tier > own_tier:
+                    bad = True
             elif own in ADAPTERS:
                 bad = (internal and layer(target) not in ("core", own)) or framework(target) not in (None, own)
             else:
@@ -187,14 +246,19 @@ def test_checker_finds_function_level_relative_and_type_checking_imports(tmp_pat
             "cli.py": "",
             "core/__init__.py": "from .engine import Engine\n",
             "core/engine.py": "def auto():\n    from infiniretri_integrations import cli\n",
+            "core/models.py": "def lookup():\n    from infiniretri_integrations.core.calibration import store\n",
+            "core/calibration/__init__.py": "",
+            "core/calibration/store.py": "from infiniretri_integrations.core import models\n",
             "core/types.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import langchain_core\n",
             "langchain/__init__.py": "from ..core import engine\nfrom ..llama_index import nodes\n",
             "llama_index/__init__.py": "",
             "llama_index/nodes.py": "from infiniretri_integrations.core.types import X\nimport langchain_core.documents\n",
         },
     )
-    assert upward_imports(import_graph(root)) == {
+    tiers = {"engine": 7, "models": 3, "calibration": 5, "types": 0}
+    assert upward_imports(import_graph(root), tiers) == {
         (f"{PACKAGE}.core.engine", f"{PACKAGE}.cli"),
+        (f"{PACKAGE}.core.models", f"{PACKAGE}.core.calibration.store"),
         (f"{PACKAGE}.core.types", "langchain_core"),
         (f"{PACKAGE}.langchain", f"{PACKAGE}.llama_index.nodes"),
         (f"{PACKAGE}.llama_index.nodes", "langchain_core.documents"),
@@ -214,3 +278,10 @@ def test_checker_finds_cycles(tmp_path: Path) -> None:
         },
     )
     assert import_cycles(import_graph(root)) == [[f"{PACKAGE}.core.a", f"{PACKAGE}.core.b", f"{PACKAGE}.core.c"]]
+
+
+def test_every_core_module_has_a_tier(graph: dict[str, set[str]]) -> None:
+    for module in graph:
+        core_tier(module, CORE_TIERS)  # raises for a module without a tier
+    names = {m.split(".")[2] for m in graph if m.startswith(f"{PACKAGE}.core.")}
+    assert not set(CORE_TIERS) - names, f"tiers of modules that no longer exist: {sorted(set(CORE_TIERS) - names)}"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from infiniretri_integrations.benchmark import run_engine, run_floor, sentence_agreement
 from infiniretri_integrations.core.config import RetrievalConfig
-from infiniretri_integrations.core.engine import SHAPE_BUCKET
+from infiniretri_integrations.core.passes import SHAPE_BUCKET
 from infiniretri_integrations.evaluation.niah import build_case
 
 
 def test_floor_replays_the_recorded_passes(tiny_llama, stdlib_haystack) -> None:
     case = build_case(stdlib_haystack, tiny_llama.tokenizer, 600, 50)
-    config = RetrievalConfig(chunk_size=128, top_k=16, max_sentence_tokens=64, scoring_layer=2)
+    config = RetrievalConfig(chunk_size=128, tokens_per_pass=16, max_sentence_tokens=64, scoring_layer=2)
     engine, passes, kept = run_engine(tiny_llama, case.text, case.question, config, case.needle)
     assert engine.forward_passes == len(passes) > 2 and kept
     assert [p.chunk_index for p in passes] == list(range(len(passes)))

@@ -41,7 +41,7 @@ def test_ask_json_and_html(capsys, tiny_llama, doc: Path, tmp_path: Path) -> Non
             "--json",
             "--max-new-tokens",
             "3",
-            "--top-k",
+            "--tokens-per-pass",
             "5",
             "--html",
             str(html),

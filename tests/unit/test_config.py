@@ -52,7 +52,10 @@ def test_renamed_options_still_work_with_a_deprecation_warning(old, new):
     assert getattr(config, new) == 64
     with pytest.warns(DeprecationWarning, match=old):
         assert getattr(RetrievalConfig().replace(**{old: 32}), new) == 32
-    with pytest.raises(ValueError, match=f"{old}=64 and {new}=32 are the same option"), pytest.warns(DeprecationWarning):
+    with (
+        pytest.raises(ValueError, match=f"{old}=64 and {new}=32 are the same option"),
+        pytest.warns(DeprecationWarning),
+    ):
         RetrievalConfig(**{old: 64, new: 32})
 
 

@@ -105,7 +105,9 @@ def test_nul_bytes_and_junk_are_read(engine):
 def test_cache_cap_and_memory_bound(tiny_llama, stdlib_haystack):
     """Every forward pass holds at most one chunk plus the capped cache plus the prompt."""
     passes: list[ForwardPass] = []
-    engine = InfiniRetriEngine(tiny_llama, chunk_size=256, tokens_per_pass=200, working_set_tokens=128, max_sentence_tokens=64)
+    engine = InfiniRetriEngine(
+        tiny_llama, chunk_size=256, tokens_per_pass=200, working_set_tokens=128, max_sentence_tokens=64
+    )
     text = stdlib_haystack[:40_000]
     result = engine.retrieve([text], "What does the json module do?", on_forward=passes.append)
     lengths = [p.input_ids.shape[1] for p in passes]

@@ -42,7 +42,9 @@ def _summary(result):
 )
 def test_many_equals_one_call_per_question(engine, haystack, batch_size, options):
     if options.get("content_free") and batch_size is not None:
-        pytest.skip("batch_size does not apply with content_free (see test_batch_size_is_refused_where_it_does_nothing)")
+        pytest.skip(
+            "batch_size does not apply with content_free (see test_batch_size_is_refused_where_it_does_nothing)"
+        )
     many = engine.retrieve_many(
         [haystack, "A second document. It is short."], QUESTIONS, batch_size=batch_size, **options
     )

@@ -13,7 +13,7 @@ from infiniretri_integrations.evaluation.evidence import cut_to_budgets
 @pytest.mark.parametrize("question", ["How high is Mount Fuji?", "Which river crosses eleven countries?"])
 @pytest.mark.parametrize("fusion", [None, "bm25"])
 def test_cuts_of_one_run_equal_runs_at_each_budget(tiny_llama, question, fusion):
-    engine = InfiniRetriEngine(tiny_llama, chunk_size=96, top_k=8, max_sentence_tokens=48, fusion=fusion)
+    engine = InfiniRetriEngine(tiny_llama, chunk_size=96, tokens_per_pass=8, max_sentence_tokens=48, fusion=fusion)
     documents = [PASSAGES, PASSAGES[::-1]]
     largest = engine.retrieve(documents, question, token_budget=600)
     for budget, kept in cut_to_budgets(largest.sentences, [50, 120, 256, 600]).items():
@@ -32,7 +32,9 @@ def test_share_context_variant_runs_one_call_per_text_and_matches_retrieve_many(
     samples = [EvidenceSample("leval", f"doc-{i}", q, ("x",), PASSAGES, "test") for i, q in enumerate(questions)] + [
         EvidenceSample("leval", "other", questions[0], ("x",), PASSAGES[::-1], "test")
     ]
-    bench = EvidenceBench(tiny_llama, engine_options={"chunk_size": 96, "top_k": 8, "max_sentence_tokens": 48})
+    bench = EvidenceBench(
+        tiny_llama, engine_options={"chunk_size": 96, "tokens_per_pass": 8, "max_sentence_tokens": 48}
+    )
     bench.samples = samples
     calls: list[list[str]] = []
     original = bench.engine.retrieve_many

@@ -20,7 +20,7 @@ DOCS = [
 
 @pytest.fixture(scope="module")
 def result(tiny_llama):
-    return InfiniRetriEngine(tiny_llama, top_k=6, chunk_size=64, max_sentence_tokens=32).retrieve(
+    return InfiniRetriEngine(tiny_llama, tokens_per_pass=6, chunk_size=64, max_sentence_tokens=32).retrieve(
         DOCS, "Where does Bob live?"
     )
 

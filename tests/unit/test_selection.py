@@ -125,7 +125,9 @@ def test_bad_selection_options_name_the_value(options, match):
 
 def test_on_forward_sees_exactly_what_is_fed(tiny_llama):
     seen: list[ForwardPass] = []
-    engine = InfiniRetriEngine(tiny_llama, chunk_size=96, tokens_per_pass=8, max_sentence_tokens=48, on_forward=seen.append)
+    engine = InfiniRetriEngine(
+        tiny_llama, chunk_size=96, tokens_per_pass=8, max_sentence_tokens=48, on_forward=seen.append
+    )
     result = engine.retrieve(PASSAGES, "How high is Mount Fuji?")
     assert [p.chunk_index for p in seen] == list(range(result.stats.chunks))
     for forward in seen:

@@ -38,7 +38,7 @@ def test_engine_uses_a_pluggable_splitter(tiny_llama):
         return [m.span() for m in re.finditer(r"[^;]+;?", text)]
 
     text = "alpha beta; gamma delta; epsilon zeta"
-    engine = InfiniRetriEngine(tiny_llama, top_k=8, sentence_splitter=by_semicolon)
+    engine = InfiniRetriEngine(tiny_llama, tokens_per_pass=8, sentence_splitter=by_semicolon)
     result = engine.retrieve(text, "Which Greek letter?", token_budget=10_000)
     assert [s.text for s in result.sentences] == ["alpha beta;", " gamma delta;", " epsilon zeta"]
     assert "".join(s.text for s in result.sentences) == text

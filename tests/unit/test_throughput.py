@@ -32,7 +32,9 @@ def test_planted_facts_are_distinct_and_each_planted_once_in_order(stdlib_haysta
 
 
 def test_run_throughput_measures_every_mode_and_count(tiny_llama, stdlib_haystack):
-    engine = InfiniRetriEngine(tiny_llama, chunk_size=256, top_k=40, max_sentence_tokens=64, show_progress=False)
+    engine = InfiniRetriEngine(
+        tiny_llama, chunk_size=256, tokens_per_pass=40, max_sentence_tokens=64, show_progress=False
+    )
     lines: list[str] = []
     rows = run_throughput(engine, stdlib_haystack[:6000], [1, 3], log=lines.append)
     assert [(r.mode, r.questions) for r in rows] == [
