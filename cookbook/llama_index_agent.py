@@ -97,7 +97,7 @@ def main() -> None:
     args = parser.parse_args()
 
     lm = default_model()
-    engine = InfiniRetriEngine(lm, chunk_size=512, top_k=48, max_new_tokens=48)
+    engine = InfiniRetriEngine(lm, chunk_size=512, tokens_per_pass=48, max_new_tokens=48)
     if args.text_file:
         text = Path(args.text_file).read_text(encoding="utf-8", errors="replace")
         question = args.question or STANDARD_QUESTION

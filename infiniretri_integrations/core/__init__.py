@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from infiniretri_integrations.core.config import DEFAULT_PROMPT_TEMPLATE, RetrievalConfig
+from infiniretri_integrations.core.config import DEFAULT_PROMPT_TEMPLATE, GenerationConfig, RetrievalConfig
 from infiniretri_integrations.core.models import LocalModel, default_model, load_model
 from infiniretri_integrations.core.types import (
     Answer,
@@ -42,6 +42,7 @@ __all__ = [
     "Answer",
     "AnswerStream",
     "ChunkProgress",
+    "GenerationConfig",
     "InfiniRetriEngine",
     "LocalModel",
     "RetrievalCancelled",

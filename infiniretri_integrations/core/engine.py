@@ -246,7 +246,9 @@ class InfiniRetriEngine:
         Returns:
             The kept sentences in document order with scores and character spans, and statistics.
         """
-        spec = RunSpec(renamed_options(overrides), on_progress=on_progress, on_forward=on_forward, cancel=cancel, batch_size=1)
+        spec = RunSpec(
+            renamed_options(overrides), on_progress=on_progress, on_forward=on_forward, cancel=cancel, batch_size=1
+        )
         (result,) = self._run(documents, [validate_question(question)], spec)
         return result
 

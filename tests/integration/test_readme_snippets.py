@@ -63,4 +63,4 @@ def test_readme_snippet_runs(section: str, tmp_path: Path) -> None:
 def test_options_table_lists_every_retrieval_option() -> None:
     table = sections()["Options"]
     listed = set(re.findall(r"^\| `(\w+)` \|", table, flags=re.MULTILINE))
-    assert listed == {field.name for field in dataclasses.fields(RetrievalConfig)}
+    assert listed == {field.name for field in dataclasses.fields(RetrievalConfig) if field.init}

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from infiniretri_integrations import InfiniRetriEngine, SourceDocument
+from infiniretri_integrations.core.scoring_setup import default_scoring_layer
 from infiniretri_integrations.evaluation.niah import answer_has_facts, build_case, load_haystack, needle_retrieved
 
 pytestmark = pytest.mark.real_model
@@ -29,7 +30,8 @@ def engine(real_lm):
 
 def test_default_model_facts(real_lm):
     assert real_lm.num_layers == 30
-    assert real_lm.default_scoring_layer is not None
+    assert real_lm.default_scoring_layer is None, "the wrapper holds no calibration"
+    assert default_scoring_layer(real_lm) == 18, "the bundled calibration gives the packaged default its layer"
     assert real_lm.device.type == "cpu"
     assert real_lm.context_window == 8192
 

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from infiniretri_integrations import InfiniRetriEngine, load_model
-from infiniretri_integrations.core import engine as engine_module
+from infiniretri_integrations.core import models as models_module
 
 TEXT = "The vault code is 4812. The garden has roses. Trains leave at noon. " * 20
 
@@ -18,14 +18,14 @@ TEXT = "The vault code is 4812. The garden has roses. Trains leave at noon. " * 
 def counted_loads(monkeypatch):
     """Count model loads; each takes a little while, as a real one does, so that threads overlap."""
     calls: list[object] = []
-    real = engine_module.as_local_model
+    real = models_module.as_local_model
 
     def slow_load(*args, **kwargs):
         calls.append(args[0])
         time.sleep(0.3)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine_module, "as_local_model", slow_load)
+    monkeypatch.setattr(models_module, "as_local_model", slow_load)
     return calls
 
 

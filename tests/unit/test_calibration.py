@@ -28,6 +28,7 @@ from infiniretri_integrations.core.calibration import (
     synthetic_cases,
 )
 from infiniretri_integrations.core.calibration import store as calibration_store
+from infiniretri_integrations.core.scoring_setup import default_scoring_layer
 
 TINY = {"lengths": (256,), "depths": (20.0, 80.0), "needles": 1, "distractors": 1, "progress": False}
 
@@ -178,7 +179,7 @@ def test_bundled_calibration_for_default_model(real_lm, cache_dir, monkeypatch):
 
     monkeypatch.setattr(runner, "calibrate", fail)
     layer, heads = calibrated_scoring(real_lm)
-    assert layer == real_lm.default_scoring_layer
+    assert layer == default_scoring_layer(real_lm) == 18
     assert heads is None
     assert not cache_path(real_lm).exists()
 
@@ -219,7 +220,7 @@ def test_bundled_file_is_a_store_file(real_lm, cache_dir):
     path = calibration_store.bundled_path(real_lm)
     report = find_calibration(real_lm)
     assert path.is_file() and report is not None
-    assert report.scoring_layer == real_lm.default_scoring_layer == 18
+    assert report.scoring_layer == default_scoring_layer(real_lm) == 18
     assert report.notes["nih_retrieval"]["18"]["8K"] == "5/5"
     assert calibration_store.encode(report) == path.read_text(encoding="utf-8").rstrip("\n")
     assert not cache_path(real_lm).exists()

@@ -45,7 +45,9 @@ def expected_settings(settings: Mapping[str, Any]) -> dict[str, Any] | None:
     config = settings.get("config")
     if config is not None:
         expected.update(
-            top_k=config.effective_tokens_per_pass or DEFAULT_TOKENS_PER_PASS, phrase_window=config.phrase_window, question_weights=config.question_weights
+            top_k=config.effective_tokens_per_pass or DEFAULT_TOKENS_PER_PASS,
+            phrase_window=config.phrase_window,
+            question_weights=config.question_weights,
         )
     return expected or None
 

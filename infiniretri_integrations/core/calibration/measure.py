@@ -115,7 +115,9 @@ def measure(rows: torch.Tensor, case: PreparedCase, config: RetrievalConfig) -> 
     sentence_rank = 1 + int((best > needle_best).sum())
     token_rank = 1 + int((scores > needle_best).sum())
     return CaseMetrics(
-        hit=token_rank <= (config.effective_tokens_per_pass or DEFAULT_TOKENS_PER_PASS), reciprocal_rank=1.0 / sentence_rank, token_rank=token_rank / scores.numel()
+        hit=token_rank <= (config.effective_tokens_per_pass or DEFAULT_TOKENS_PER_PASS),
+        reciprocal_rank=1.0 / sentence_rank,
+        token_rank=token_rank / scores.numel(),
     )
 
 

@@ -225,13 +225,13 @@ def find_calibration(lm: ModelIdentity, settings: Mapping[str, Any] | None = Non
 
 
 _KNOWN_DEFAULTS: dict[str, ScoringLayer | None] = {}
-"""Bundled default layers already read, by model fingerprint (bundled files never change at run time)."""
+"""Bundled default layers already read, by bundled file path (bundled files never change at run time)."""
 
 
 def known_default_layer(lm: ModelIdentity) -> ScoringLayer | None:
     """The scoring layer shipped for ``lm`` (what ``scoring_layer=None`` uses; ``None``: no bundled
     calibration, the last layer is used). Read once per model."""
-    key = lm.fingerprint()
+    key = str(bundled_path(lm))
     if key not in _KNOWN_DEFAULTS:
         report = bundled_calibration(lm)
         _KNOWN_DEFAULTS[key] = None if report is None else report.scoring_layer
