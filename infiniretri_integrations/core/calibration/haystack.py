@@ -13,6 +13,7 @@ import inspect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 _STDLIB_MODULES = (
@@ -96,10 +97,32 @@ _STDLIB_MODULES = (
 )
 
 
+def public_members(module: ModuleType) -> list[Any]:
+    """The public (no leading underscore) classes and functions of ``module``, by name.
+
+    Module objects are left out, also those the module binds itself (``os.path``, ``json.decoder``):
+    a package gains an attribute for each of its submodules only when something imports that
+    submodule, so with them the list would depend on what the process imported before.
+    Re-exported classes and functions stay (their names are bound when the module is imported).
+
+    Example:
+        >>> import json
+        >>> [member.__name__ for member in public_members(json)]
+        ['JSONDecodeError', 'JSONDecoder', 'JSONEncoder', 'detect_encoding', 'dump', 'dumps', 'load', 'loads']
+    """
+    return [
+        member
+        for name, member in sorted(vars(module).items())
+        if not name.startswith("_") and (inspect.isclass(member) or inspect.isfunction(member))
+    ]
+
+
 @functools.cache
 def stdlib_docstrings() -> str:
-    """Documentation strings of a fixed list of standard-library modules and their public members,
-    as paragraphs (deterministic for a given Python version)."""
+    """Documentation strings of a fixed list of standard-library modules and their public classes
+    and functions (:func:`public_members`), as paragraphs: the same text in every process of a
+    given Python version, whatever was imported before and whatever ``PYTHONHASHSEED`` is.
+    Docstrings shorter than 200 characters and repeats are left out."""
     paragraphs: list[str] = []
     seen: set[str] = set()
     for name in _STDLIB_MODULES:
@@ -107,14 +130,8 @@ def stdlib_docstrings() -> str:
             module = importlib.import_module(name)
         except Exception:
             continue
-        members: list[Any] = [module]
-        members += [member for key, member in sorted(vars(module).items()) if not key.startswith("_")]
-        for member in members:
-            doc = (
-                inspect.getdoc(member)
-                if (inspect.ismodule(member) or inspect.isclass(member) or inspect.isfunction(member))
-                else None
-            )
+        for member in (module, *public_members(module)):
+            doc = inspect.getdoc(member)
             if not doc or doc in seen or len(doc) < 200:
                 continue
             seen.add(doc)
