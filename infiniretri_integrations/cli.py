@@ -167,17 +167,8 @@ def cmd_ask(args: argparse.Namespace, lm: Any) -> int:
     payload: dict[str, Any] = {
         "question": result.question,
         "answer": answer_text,
-        "sentences": [
-            {
-                "text": s.text.strip(),
-                "score": round(s.score, 6),
-                "document": s.document_id,
-                "start": s.start,
-                "end": s.end,
-                "tokens": s.token_count,
-            }
-            for s in result.sentences
-        ],
+        # RetrievedSentence.to_dict (the shape of every output); "document"/"tokens": the old names
+        "sentences": [{**s.to_dict(), "document": s.document_id, "tokens": s.token_count} for s in result.sentences],
         "stats": {
             "documents": stats.documents,
             "input_tokens": stats.input_tokens,

@@ -1,8 +1,8 @@
 """Output rules shared by the LangChain Documents and the LlamaIndex nodes.
 
 The stripped sentence span (:func:`sentence_span`), the deterministic output id
-(:func:`output_id`), which sentences make the ``k`` best outputs (:func:`keep_best`,
-:func:`select_outputs`), normalised scores and thresholds (:func:`score_scale`,
+(:func:`output_id`), a document's score (:func:`best_score_per_document`), which sentences make
+the ``k`` best outputs (:func:`keep_best`, :func:`select_outputs`), normalised scores and thresholds (:func:`score_scale`,
 :func:`check_threshold`).
 """
 
@@ -15,6 +15,7 @@ from infiniretri_integrations.core.types import RetrievedSentence
 
 __all__ = [
     "GroupBy",
+    "best_score_per_document",
     "check_threshold",
     "keep_best",
     "output_id",
@@ -49,6 +50,26 @@ def output_id(source_id: str | None, start: int, end: int) -> str | None:
     return None if source_id is None else f"{source_id}:{start}-{end}"
 
 
+def best_score_per_document(sentences: Sequence[RetrievedSentence]) -> dict[int, float]:
+    """Each document's score: the best score of its sentences in ``sentences``, by
+    ``document_index`` (keys in order of first appearance; documents without a sentence are
+    absent). The score of a grouped output (a LangChain ``group_by="document"`` Document, a
+    LlamaIndex parent node) and what ``keep_best(..., "document")`` ranks by.
+
+    Example:
+        >>> s = [RetrievedSentence("a", 1.0, 2, None, 0, 0, 1, 1), RetrievedSentence("b", 3.0, 0, None, 0, 0, 1, 1),
+        ...      RetrievedSentence("c", 4.0, 2, None, 1, 1, 2, 1)]
+        >>> best_score_per_document(s)
+        {2: 4.0, 0: 3.0}
+    """
+    best: dict[int, float] = {}
+    for sentence in sentences:
+        previous = best.get(sentence.document_index)
+        if previous is None or sentence.score > previous:
+            best[sentence.document_index] = sentence.score
+    return best
+
+
 def keep_best(sentences: Sequence[RetrievedSentence], k: int | None, group_by: GroupBy) -> list[RetrievedSentence]:
     """The sentences that make up the ``k`` best outputs, in document order (``None``: all).
 
@@ -66,9 +87,7 @@ def keep_best(sentences: Sequence[RetrievedSentence], k: int | None, group_by: G
     if group_by == "sentence":
         best = sorted(range(len(sentences)), key=lambda i: (-sentences[i].score, i))[:k]
         return [sentences[i] for i in sorted(best)]
-    top: dict[int, float] = {}
-    for s in sentences:
-        top[s.document_index] = max(top.get(s.document_index, float("-inf")), s.score)
+    top = best_score_per_document(sentences)
     chosen = set(sorted(top, key=lambda d: (-top[d], d))[:k])
     return [s for s in sentences if s.document_index in chosen]
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from langchain_core.documents import Document
 
-from infiniretri_integrations.core.outputs import GroupBy, output_id, sentence_span
+from infiniretri_integrations.core.outputs import GroupBy, best_score_per_document, output_id, sentence_span
 from infiniretri_integrations.core.types import RetrievedSentence, join_sentences
 
 Scale = Callable[[float], float]
@@ -110,7 +110,7 @@ def grouped_document(sentences: list[RetrievedSentence], source: Document, scale
     """
     chunk_spans = [sentence_span(s)[1:] for s in sentences]
     origin = _origin(source)
-    best = max(s.score for s in sentences)
+    best = best_score_per_document(sentences)[sentences[0].document_index]
     metadata = {
         **source.metadata,
         "relevance_score": scale(best) if scale is not None else best,

@@ -30,19 +30,7 @@ if TYPE_CHECKING:
 PROGRESS_EVENT = "infiniretri_progress"
 """Custom event dispatched after each chunk is read (payload: :func:`progress_payload`)."""
 SENTENCES_EVENT = "infiniretri_sentences"
-"""Custom event dispatched once retrieval is done (payload: the kept sentences as dicts)."""
-
-
-def sentence_payload(sentence: RetrievedSentence) -> dict[str, Any]:
-    return {
-        "text": sentence.text.strip(),
-        "score": sentence.score,
-        "document_index": sentence.document_index,
-        "document_id": sentence.document_id,
-        "sentence_index": sentence.sentence_index,
-        "start": sentence.start,
-        "end": sentence.end,
-    }
+"""Custom event dispatched once retrieval is done (payload: :func:`sentences_payload`)."""
 
 
 def progress_payload(progress: ChunkProgress, cache: list[RetrievedSentence]) -> dict[str, Any]:
@@ -50,9 +38,11 @@ def progress_payload(progress: ChunkProgress, cache: list[RetrievedSentence]) ->
 
 
 def sentences_payload(result: RetrievalResult) -> dict[str, Any]:
+    """The question, the kept sentences (document order) as :meth:`RetrievedSentence.to_dict`
+    (the shape of the CLI's JSON and the Ray rows) and the run's statistics."""
     return {
         "question": result.question,
-        "sentences": [sentence_payload(s) for s in result.sentences],
+        "sentences": [s.to_dict() for s in result.sentences],
         "stats": dataclasses.asdict(result.stats),
     }
 

@@ -16,7 +16,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle
 from infiniretri_integrations.core.concurrency import run_cancellable
 from infiniretri_integrations.core.engine_policy import coerce_engine, resolve_engine
 from infiniretri_integrations.core.options import check_overrides
-from infiniretri_integrations.core.outputs import check_threshold, select_outputs
+from infiniretri_integrations.core.outputs import best_score_per_document, check_threshold, select_outputs
 from infiniretri_integrations.core.types import RetrievedSentence
 from infiniretri_integrations.llama_index._nodes import node_documents, sentence_node
 
@@ -206,9 +206,7 @@ class InfiniRetriNodePostprocessor(BaseNodePostprocessor):
         return sentences
 
     def _parents(self, nodes: list[NodeWithScore], kept: list[RetrievedSentence]) -> list[NodeWithScore]:
-        best: dict[int, float] = {}
-        for sentence in kept:
-            best[sentence.document_index] = max(best.get(sentence.document_index, float("-inf")), sentence.score)
+        best = best_score_per_document(kept)
         parents = [NodeWithScore(node=nodes[index].node, score=score) for index, score in sorted(best.items())]
         parents.sort(key=lambda n: -(n.score or 0.0))
         return parents

@@ -239,6 +239,7 @@ async def test_qa_astream_events_show_progress_and_sentences(engine: InfiniRetri
     assert PROGRESS_EVENT in names and names[-1] == SENTENCES_EVENT
     kept = custom[-1]["data"]["sentences"]
     assert NEEDLE in [s["text"] for s in kept]
+    assert all(s["token_count"] > 0 and isinstance(s["metadata"], dict) for s in kept)  # RetrievedSentence.to_dict
     pieces = [e["data"]["chunk"] for e in events if e["event"] == "on_chain_stream"]
     assert len(pieces) > 1 and "".join(pieces) == answer
     end = next(e for e in events if e["event"] == "on_chain_end")

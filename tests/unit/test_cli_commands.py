@@ -54,6 +54,14 @@ def test_ask_json_and_html(capsys, tiny_llama, doc: Path, tmp_path: Path) -> Non
     assert isinstance(payload["answer"], str)
     assert payload["sentences"] and all(s["document"] == str(doc) for s in payload["sentences"])
     assert all(s["text"] in TEXT for s in payload["sentences"])
+    sentence_keys = {"text", "score", "document_index", "document_id", "sentence_index", "start", "end"}
+    for s in payload["sentences"]:  # RetrievedSentence.to_dict, plus the old names "document" and "tokens"
+        assert set(s) == sentence_keys | {"token_count", "metadata", "document", "tokens"}
+        assert TEXT[s["start"] : s["end"]] == s["text"] == s["text"].strip()  # the stripped text's own span
+        assert s["document_id"] == s["document"] and s["document_index"] == 0
+        assert s["tokens"] == s["token_count"] > 0 and s["metadata"] == {}
+    indices = [s["sentence_index"] for s in payload["sentences"]]
+    assert indices == sorted(set(indices))  # document order, each sentence once
     assert payload["stats"]["input_tokens"] > 0 and payload["stats"]["kept_tokens"] <= payload["stats"]["input_tokens"]
     page = html.read_text(encoding="utf-8")
     assert "<mark" in page and "Where does Bob live?" in page
