@@ -41,16 +41,16 @@ class InfiniRetriQueryEngine(RetrieverQueryEngine):
     def from_documents(
         cls,
         documents: Sequence[Document],
-        engine: Any = None,
-        llm: LLM | None = None,
-        streaming: bool = False,
-        *,
+        *args: Any,
         node_chunk_size: int | None = None,
-        node_postprocessors: list[BaseNodePostprocessor] | None = None,
-        callback_manager: CallbackManager | None = None,
         **options: Any,
     ) -> InfiniRetriQueryEngine:
         """Query engine over loaded ``documents``.
+
+        ``from_documents(documents, engine=None, llm=None, streaming=False, *, node_chunk_size=None,
+        node_postprocessors=None, callback_manager=None, **options)``: every argument but
+        ``documents`` and ``node_chunk_size`` goes unchanged to :meth:`from_nodes`, then
+        :meth:`from_retriever`.
 
         Args:
             documents: LlamaIndex ``Document`` objects (e.g. from ``SimpleDirectoryReader``).
@@ -62,7 +62,9 @@ class InfiniRetriQueryEngine(RetrieverQueryEngine):
                 sentences' spans and ``SOURCE`` links refer to the documents themselves.
             node_postprocessors: applied to the nodes before synthesis.
             callback_manager: LlamaIndex callback manager.
-            **options: :class:`~infiniretri_integrations.RetrievalConfig` overrides (``tokens_per_pass``, ``token_budget``, ...).
+            **options: :class:`~infiniretri_integrations.RetrievalConfig` overrides (``tokens_per_pass``,
+                ``token_budget``, ...) and the answer options of :class:`InfiniRetriSynthesizer`
+                (``max_new_tokens``, ``stop``, ``generate_kwargs``, ``text_qa_template``, ...).
         """
         documents = list(documents)
         if not documents:
@@ -78,39 +80,24 @@ class InfiniRetriQueryEngine(RetrieverQueryEngine):
         else:
             splitter = SentenceSplitter(chunk_size=node_chunk_size, chunk_overlap=0)
             nodes = list(splitter.get_nodes_from_documents(documents))
-        return cls.from_nodes(
-            nodes,
-            engine=engine,
-            llm=llm,
-            streaming=streaming,
-            node_postprocessors=node_postprocessors,
-            callback_manager=callback_manager,
-            **options,
-        )
+        return cls.from_nodes(nodes, *args, **options)
 
     @classmethod
     def from_nodes(
         cls,
         nodes: Sequence[BaseNode],
-        engine: Any = None,
-        llm: LLM | None = None,
-        streaming: bool = False,
-        *,
-        node_postprocessors: list[BaseNodePostprocessor] | None = None,
+        *args: Any,
         callback_manager: CallbackManager | None = None,
         **options: Any,
     ) -> InfiniRetriQueryEngine:
-        """Query engine over ready-made nodes (all of them are read for every query)."""
+        """Query engine over ready-made nodes (all of them are read for every query).
+
+        ``from_nodes(nodes, engine=None, llm=None, streaming=False, *, node_postprocessors=None,
+        callback_manager=None, **options)``: the arguments of :meth:`from_retriever` (relayed
+        unchanged; ``callback_manager`` also goes to the ``SummaryIndex``).
+        """
         index = SummaryIndex(nodes=list(nodes), callback_manager=callback_manager)
-        return cls.from_retriever(
-            index.as_retriever(),
-            engine=engine,
-            llm=llm,
-            streaming=streaming,
-            node_postprocessors=node_postprocessors,
-            callback_manager=callback_manager,
-            **options,
-        )
+        return cls.from_retriever(index.as_retriever(), *args, callback_manager=callback_manager, **options)
 
     @classmethod
     def from_retriever(
@@ -124,7 +111,12 @@ class InfiniRetriQueryEngine(RetrieverQueryEngine):
         callback_manager: CallbackManager | None = None,
         **options: Any,
     ) -> InfiniRetriQueryEngine:
-        """Query engine reading whatever ``retriever`` returns (e.g. a vector index's top-k)."""
+        """Query engine reading whatever ``retriever`` returns (e.g. a vector index's top-k).
+
+        ``engine``, ``llm``, ``streaming``, ``callback_manager`` and ``**options`` (retrieval and
+        answer options) build the :class:`InfiniRetriSynthesizer`; ``node_postprocessors`` run on
+        the retrieved nodes before it (arguments as in :meth:`from_documents`).
+        """
         synthesizer = InfiniRetriSynthesizer(
             engine, llm=llm, streaming=streaming, callback_manager=callback_manager, **options
         )

@@ -93,6 +93,42 @@ def test_query_engine_split_nodes_keep_chain_to_documents(engine, needle):
         assert parent.text[item.node.metadata["sentence_start"] : item.node.metadata["sentence_end"]] == item.node.text
 
 
+def test_from_documents_relays_retrieval_and_answer_options(engine, needle, real_lm, monkeypatch):
+    docs, question = needle
+    calls: dict[str, list[dict]] = {"retrieve": [], "answer_from": []}
+    for name, seen in calls.items():
+        original = getattr(engine, name)
+
+        def spy(*args, _original=original, _seen=seen, **kwargs):
+            _seen.append(kwargs)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(engine, name, spy)
+    # engine positionally (relayed through from_nodes to from_retriever), one retrieval and one answer option
+    query_engine = InfiniRetriQueryEngine.from_documents(docs, engine, tokens_per_pass=6, max_new_tokens=2)
+    response = query_engine.query(question)
+    assert query_engine.synthesizer.engine is engine
+    assert [c.get("tokens_per_pass") for c in calls["retrieve"]] == [6]  # the retrieval option: retrieve only
+    assert "max_new_tokens" not in calls["retrieve"][0]
+    assert [c.get("max_new_tokens") for c in calls["answer_from"]] == [2]  # the answer option: answer_from only
+    assert "tokens_per_pass" not in calls["answer_from"][0]
+    assert len(real_lm.tokenizer(response.response, add_special_tokens=False)["input_ids"]) <= 3
+    assert response.source_nodes
+
+
+def test_from_nodes_relays_arguments_to_from_retriever(engine, needle):
+    from llama_index.core.callbacks import CallbackManager
+
+    docs, _ = needle
+    manager = CallbackManager([])
+    query_engine = InfiniRetriQueryEngine.from_nodes(docs, engine, None, True, callback_manager=manager, chunk_size=128)
+    assert query_engine.synthesizer.engine is engine and query_engine.synthesizer._streaming
+    assert query_engine.callback_manager is manager and query_engine.synthesizer.callback_manager is manager
+    assert query_engine.synthesizer._options == {"chunk_size": 128}
+    with pytest.raises(TypeError, match="positional"):
+        InfiniRetriQueryEngine.from_documents(docs, engine, None, False, "extra")
+
+
 class ScriptedReActLLM(CustomLLM):
     """Plays a fixed ReAct script: call the tool once, then answer with what it returned."""
 
