@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from infiniretri_integrations.cli_common import positive_token_count, token_count
 from infiniretri_integrations.core.calibration.heads import EvidenceExample, HeadRanking, query_focused_heads
-from infiniretri_integrations.evaluation.evidence import DEFAULT_SEED, HOTPOT_FILE, _parse_tokens, _positive
+from infiniretri_integrations.evaluation.evidence.data import DEFAULT_SEED, HOTPOT_FILE
 from infiniretri_integrations.evaluation.evidence_data import EvidenceSample, hotpot_samples
 
 
@@ -45,11 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
         "sentences (calibration half only).",
     )
     parser.add_argument("--data", required=True, metavar="DIR", help="shared data folder (with hotpotqa/)")
-    parser.add_argument("--length", type=_parse_tokens, default=4000, help="input length in tokens (default 4k)")
-    parser.add_argument("--limit", type=_positive, help="first N calibration-half questions (default: all 50)")
+    parser.add_argument("--length", type=token_count, default=4000, help="input length in tokens (default 4k)")
+    parser.add_argument(
+        "--limit", type=positive_token_count, help="first N calibration-half questions (default: all 50)"
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"split seed (default {DEFAULT_SEED})")
     parser.add_argument("--model", metavar="PATH", help="model folder or .gguf (default: packaged SmolLM2-135M)")
-    parser.add_argument("--top", type=_positive, nargs="*", default=[8, 16], help="head counts to print (default 8 16)")
+    parser.add_argument(
+        "--top", type=positive_token_count, nargs="*", default=[8, 16], help="head counts to print (default 8 16)"
+    )
     parser.add_argument(
         "--max-layer",
         type=int,
@@ -57,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="also print the best heads up to this layer (repeatable)",
     )
-    parser.add_argument("--threads", type=_positive, help="torch intra-op threads")
+    parser.add_argument("--threads", type=positive_token_count, help="torch intra-op threads")
     parser.add_argument("--out", required=True, metavar="PATH.json", help="the ranking (JSON), rewritten")
     return parser
 
