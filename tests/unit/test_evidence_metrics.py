@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
+from infiniretri_integrations.core.scoring import fill_budget
 from infiniretri_integrations.evaluation.evidence import (
     EvidenceBench,
     bootstrap_ci,
     configure_parser,
     covered_fraction,
     evidence_metrics,
-    fill_budget,
     in_document_order,
     kept_text,
     locate_pieces,
@@ -119,7 +119,7 @@ def test_kept_text_in_document_order() -> None:
 
 # --------------------------------------------------------------------------------- budget rule
 def test_fill_budget_respects_the_exact_budget_and_returns_document_order() -> None:
-    # the package's one budget rule (core.scoring.fill_budget), re-exported here: units by score
+    # the package's one budget rule (core.scoring.fill_budget), which every method uses: units by score
     sizes = [4, 3, 5, 1, 2]
     chosen = fill_budget([0.8, 0.6, 0.9, 0.4, 0.2], sizes, 8)  # order 2, 0, 1, 3, 4
     assert chosen == [1, 2]  # 5 taken, 4 skipped (would be 9), 3 fills to exactly 8, then nothing fits

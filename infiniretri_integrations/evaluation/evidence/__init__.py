@@ -63,7 +63,6 @@ paired differences, the plot) and :mod:`.cli` (the command line); every name is 
 
 from __future__ import annotations
 
-from infiniretri_integrations.core.scoring import fill_budget
 from infiniretri_integrations.evaluation.evidence.cli import configure_parser, main, run
 from infiniretri_integrations.evaluation.evidence.data import (
     BUDGETS,
@@ -155,7 +154,6 @@ __all__ = [
     "covered_fraction",
     "cut_to_budgets",
     "evidence_metrics",
-    "fill_budget",
     "hotpot_samples",
     "in_document_order",
     "kept_text",

@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from infiniretri_integrations.core.scoring import fill_budget
 from infiniretri_integrations.evaluation.evidence.data import COVERAGE, Span
 from infiniretri_integrations.evaluation.evidence.metrics import covered_fraction, locate_pieces, merge_spans
 from infiniretri_integrations.evaluation.evidence_data import EvidenceSample
@@ -119,6 +118,8 @@ def _ranked(scorer: Scorer, granularity: str) -> MethodFn:
     def run(
         bench: Bench, sample: EvidenceSample, budgets: Sequence[int], options: dict[str, Any]
     ) -> dict[int | None, Selection]:
+        from infiniretri_integrations.core.scoring import fill_budget
+
         started = time.perf_counter()
         units = bench.sentences(sample) if granularity == "sentences" else bench.chunks(sample)
         texts = [sample.text[s:e] for s, e, _ in units]
@@ -214,6 +215,8 @@ def cut_to_budgets(sentences: Sequence[Any], budgets: Sequence[int]) -> dict[int
         >>> {b: [s.score for s in v] for b, v in cut_to_budgets(kept, [4, 8, 12]).items()}
         {4: [0.9], 8: [0.9, 0.5], 12: [0.2, 0.9, 0.5]}
     """
+    from infiniretri_integrations.core.scoring import fill_budget
+
     scores = [s.score for s in sentences]
     sizes = [s.token_count for s in sentences]
     return {budget: [sentences[i] for i in fill_budget(scores, sizes, budget)] for budget in budgets}
@@ -260,6 +263,8 @@ def in_document_order(indices: Sequence[int], sizes: Sequence[int], budget: int)
         >>> in_document_order([0, 2, 3], [4, 9, 5, 2], 8)
         [0, 3]
     """
+    from infiniretri_integrations.core.scoring import fill_budget
+
     chosen = fill_budget([0.0] * len(indices), [sizes[i] for i in indices], budget)
     return [indices[j] for j in chosen]
 
