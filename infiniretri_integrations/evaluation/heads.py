@@ -21,12 +21,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infiniretri_integrations.cli_common import positive_token_count, token_count
-from infiniretri_integrations.core.calibration.heads import EvidenceExample, HeadRanking, query_focused_heads
 from infiniretri_integrations.evaluation.evidence.data import DEFAULT_SEED, HOTPOT_FILE
 from infiniretri_integrations.evaluation.evidence_data import EvidenceSample, hotpot_samples
+
+if TYPE_CHECKING:  # the calibration code imports torch: loaded once there is work for it
+    from infiniretri_integrations.core.calibration.heads import EvidenceExample, HeadRanking
 
 
 def evidence_example(sample: EvidenceSample) -> EvidenceExample:
@@ -34,6 +36,8 @@ def evidence_example(sample: EvidenceSample) -> EvidenceExample:
     if not sample.supporting:
         msg = f"sample {sample.id!r} ({sample.dataset}) has no supporting sentences to choose heads on"
         raise ValueError(msg)
+    from infiniretri_integrations.core.calibration.heads import EvidenceExample
+
     return EvidenceExample(
         text=sample.text, question=sample.question, evidence=tuple((s, e) for s, e, _ in sample.supporting)
     )
@@ -78,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     from infiniretri_integrations.cli_common import model_from_args
+    from infiniretri_integrations.core.calibration.heads import query_focused_heads
 
     lm = model_from_args(args)
     samples = hotpot_samples(data / HOTPOT_FILE, lm.tokenizer, [args.length], args.seed, "calibration", args.limit)
@@ -111,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def load_ranking(path: str | Path) -> HeadRanking:
     """The ranking a previous run wrote to ``path``."""
+    from infiniretri_integrations.core.calibration.heads import HeadRanking
+
     return HeadRanking.from_dict(json.loads(Path(path).read_text(encoding="utf-8"))["ranking"])
 
 

@@ -9,6 +9,8 @@ from test_selection import PASSAGES  # tests/unit is on the path (rootdir confte
 from infiniretri_integrations import InfiniRetriEngine
 from infiniretri_integrations.evaluation.evidence import cut_to_budgets
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # a tiny model: threads only fight for the cores
+
 
 @pytest.mark.parametrize("question", ["How high is Mount Fuji?", "Which river crosses eleven countries?"])
 @pytest.mark.parametrize("fusion", [None, "bm25"])
