@@ -101,10 +101,10 @@ def token_count_list(text: str) -> list[int]:
         [8000, 16000, 1000000, 500]
     """
     values = [token_count(part) for part in text.split(",") if part.strip()]
-    if not values or any(v <= 0 for v in values):
-        msg = f"expected comma-separated positive token counts (e.g. 8k,32k), got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return values
+    if values and min(values) > 0:
+        return values
+    msg = f"expected comma-separated positive token counts (e.g. 8k,32k), got {text!r}"
+    raise argparse.ArgumentTypeError(msg)
 
 
 def name_list(text: str) -> list[str]:

@@ -94,6 +94,7 @@ from infiniretri_integrations.evaluation.evidence.methods import (
     in_document_order,
     parse_variant,
     rank_by_scores,
+    units_kept,
 )
 from infiniretri_integrations.evaluation.evidence.metrics import (
     bootstrap_ci,
@@ -176,5 +177,6 @@ __all__ = [
     "run",
     "run_benchmark",
     "summarize",
+    "units_kept",
     "write_results",
 ]

@@ -111,6 +111,24 @@ class MethodSpec:
 Scorer = Callable[["Bench", EvidenceSample, list[str]], list[float]]
 
 
+def units_kept(
+    units: Sequence[tuple[int, int, int]], chosen: Sequence[int], seconds: float, extra: dict[str, Any] | None = None
+) -> Selection:
+    """The :class:`Selection` of the ``chosen`` indices of ``(start, end, tokens)`` units.
+
+    Example:
+        >>> units_kept([(0, 5, 2), (6, 9, 1), (10, 20, 4)], [0, 2], 0.5)
+        Selection(spans=[(0, 5), (10, 20)], kept_tokens=6, units=2, seconds=0.5, extra={})
+    """
+    return Selection(
+        spans=[(units[i][0], units[i][1]) for i in chosen],
+        kept_tokens=sum(units[i][2] for i in chosen),
+        units=len(chosen),
+        seconds=seconds,
+        extra=dict(extra or {}),
+    )
+
+
 def _ranked(scorer: Scorer, granularity: str) -> MethodFn:
     """A method that scores units of ``granularity`` ("sentences" or "chunks") once and fills every
     budget from that ranking."""
@@ -128,13 +146,7 @@ def _ranked(scorer: Scorer, granularity: str) -> MethodFn:
         seconds = time.perf_counter() - started
         selections: dict[int | None, Selection] = {}
         for budget in budgets:
-            chosen = fill_budget(scores, sizes, budget)
-            selections[budget] = Selection(
-                spans=[(units[i][0], units[i][1]) for i in chosen],
-                kept_tokens=sum(sizes[i] for i in chosen),
-                units=len(chosen),
-                seconds=seconds,
-            )
+            selections[budget] = units_kept(units, fill_budget(scores, sizes, budget), seconds)
         return selections
 
     return run
@@ -245,13 +257,7 @@ def _reference(
     sizes = [size for _, _, size in units]
     for budget in budgets:
         chosen = in_document_order(inside, sizes, budget)
-        selections[budget] = Selection(
-            spans=[(units[i][0], units[i][1]) for i in chosen],
-            kept_tokens=sum(sizes[i] for i in chosen),
-            units=len(chosen),
-            seconds=seconds,
-            extra={"cut": "reference-kept sentences in document order"},
-        )
+        selections[budget] = units_kept(units, chosen, seconds, {"cut": "reference-kept sentences in document order"})
     return selections
 
 
