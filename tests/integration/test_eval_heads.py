@@ -22,7 +22,7 @@ def test_heads_cli_ranks_every_head_on_calibration_questions_only(shared_data: P
     out = tmp_path / "heads.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "infiniretri_integrations.evaluation.heads", "--data", str(shared_data)]
-    command += ["--length", "1000", "--limit", "2", "--top", "4", "--max-layer", "10", "--out", str(out)]
+    command += ["--length", "1500", "--limit", "2", "--top", "4", "--max-layer", "10", "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     payload = json.loads(out.read_text(encoding="utf-8"))
