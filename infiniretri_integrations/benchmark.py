@@ -42,13 +42,20 @@ from infiniretri_integrations.cli_common import (
     run_command,
 )
 from infiniretri_integrations.core.attention import forward_through
-from infiniretri_integrations.core.config import DEFAULT_CHUNK_SIZE, DEFAULT_TOKENS_PER_PASS, RetrievalConfig
+from infiniretri_integrations.core.config import RetrievalConfig
 from infiniretri_integrations.core.engine import InfiniRetriEngine
 from infiniretri_integrations.core.models import LocalModel
 from infiniretri_integrations.core.segmentation import sentence_spans
 from infiniretri_integrations.core.storage import write_atomic
 from infiniretri_integrations.core.types import ForwardPass
 from infiniretri_integrations.evaluation.niah import build_case, load_haystack, needle_retrieved
+from infiniretri_integrations.evaluation.reference import (
+    INSTALL_HINT,
+    eager_attention,
+    reference_generate,
+    reference_kept_text,
+    reference_pipeline,
+)
 
 
 @dataclass
@@ -170,31 +177,11 @@ def run_reference(
     lm: LocalModel, text: str, question: str, config: RetrievalConfig, needle: str, input_tokens: int
 ) -> tuple[Measurement, str]:
     """The authors' package on the same model (it requires eager attention and output_attentions)."""
-    from infini_retri.pipline import Pipline
-
-    model = lm.model
-    previous = model.config._attn_implementation
-    model.set_attn_implementation("eager")
-    try:
-        pipeline = Pipline(
-            model=model,
-            tokenizer=lm.tokenizer,
-            config={
-                "topk": config.effective_tokens_per_pass or DEFAULT_TOKENS_PER_PASS,
-                "phrase_token_num": config.phrase_window,
-                "chunk_size": config.chunk_size or DEFAULT_CHUNK_SIZE,
-            },
-        )
-        with _measured(lm.device) as record, lm.lock:
-            _, info = pipeline.generate2(
-                data_dict={"context": text, "question": question},
-                prompt=config.prompt_template,
-                gen_name="bench",
-                max_new_tokens=1,
-            )
-    finally:
-        model.set_attn_implementation(previous)
-    kept_text = _reference_kept_text(info["input_text"], config.prompt_template)
+    with eager_attention(lm.model):
+        pipeline = reference_pipeline(lm, config)
+        with _measured(lm.device) as record:
+            _, info = reference_generate(pipeline, lm, text, question, config.prompt_template, gen_name="bench")
+    kept_text = reference_kept_text(str(info["input_text"]), config.prompt_template)
     measurement = Measurement(
         method="reference",
         context_tokens=0,
@@ -208,15 +195,6 @@ def run_reference(
         extra={"note": "includes one generated token"},
     )
     return measurement, kept_text
-
-
-def _reference_kept_text(prompt_text: str, template: str) -> str:
-    head = template.split("{context}")[0]
-    between = template.split("{context}")[1].split("{question}")[0]
-    start = prompt_text.find(head)
-    body = prompt_text[start + len(head) :] if start >= 0 else prompt_text
-    end = body.rfind(between)
-    return body[:end] if end >= 0 else body
 
 
 def sentence_agreement(ours: Sequence[str], reference_text: str) -> float:
@@ -409,9 +387,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         try:
             import infini_retri  # noqa: F401
         except ImportError:
-            print(
-                "infini-retri is not installed (pip install infini-retri==0.0.3 scipy seaborn matplotlib tqdm); skipping it"
-            )
+            print(f"infini-retri is not installed ({INSTALL_HINT}); skipping it")
             reference_lengths = []
     lm = model_from_args(args)
     models = [(str(lm.dtype).removeprefix("torch."), lm)]

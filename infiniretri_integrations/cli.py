@@ -32,6 +32,8 @@ from infiniretri_integrations.cli_common import (
     read_document,
     run_command,
 )
+from infiniretri_integrations.cli_common import positive_token_count as _positive_int
+from infiniretri_integrations.cli_common import token_count_list as _int_list
 from infiniretri_integrations.core.config import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_MAX_NEW_TOKENS,
@@ -44,32 +46,6 @@ Handler = Callable[[argparse.Namespace, Any], int]
 
 
 # --------------------------------------------------------------------------------- argument types
-def _parse_tokens(text: str) -> int:
-    """``8000``, ``8k``/``8K`` (= 8,000) or ``1M``."""
-    raw = text.strip().lower().replace("_", "").replace(",", "")
-    scale = {"k": 1000, "m": 1_000_000}.get(raw[-1:], 1)
-    if scale != 1:
-        raw = raw[:-1]
-    try:
-        return int(float(raw) * scale)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a token count: {text!r} (expected e.g. 8000, 8k or 1M)") from None
-
-
-def _positive_int(text: str) -> int:
-    value = _parse_tokens(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _int_list(text: str) -> list[int]:
-    values = [_parse_tokens(part) for part in text.split(",") if part.strip()]
-    if not values or any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive token counts, got {text!r}")
-    return values
-
-
 def _depth_list(text: str) -> list[float]:
     try:
         values = [float(part) for part in text.split(",") if part.strip()]

