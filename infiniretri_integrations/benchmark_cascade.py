@@ -2,7 +2,8 @@
 
 Per length, on essays with :data:`NEEDLE_COUNT` planted multi-key needles (RULER's multikey
 style: several "special magic number" sentences with different keys, one question asking for
-all of them), in one run on one model:
+all of them, retrieved once; each key's value then asked from the kept sentences), in one run on
+one model:
 
 * ``cascade``: ``candidate_tokens`` (default 16,384): seconds, seconds per 1K input tokens, the
   share of each stage (segment, lexical, candidates, passes), tokens the LM read, peak RSS,
@@ -78,6 +79,11 @@ class Needles:
     def question(self) -> str:
         listed = ", ".join(self.keys[:-1]) + f" and {self.keys[-1]}" if len(self.keys) > 1 else self.keys[0]
         return f"What are the special magic numbers for {listed}?"
+
+    @property
+    def key_questions(self) -> list[str]:
+        """One question per key (how each needle's answer is asked, from the kept sentences)."""
+        return [f"What is the special magic number for {key}?" for key in self.keys]
 
 
 def make_needles(count: int = NEEDLE_COUNT, seed: int = 0) -> Needles:
@@ -160,7 +166,7 @@ class Row:
     needles_kept: int
     needles_answered: int
     chunks: int
-    answer: str = ""
+    answers: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -181,13 +187,18 @@ class Row:
 def measure(
     lm: LocalModel, text: str, needles: Needles, mode: str, target: int, options: dict[str, Any], answer: bool
 ) -> Row:
-    """One retrieval (``options`` per call), its needles kept and (``answer``) answered."""
+    """One retrieval for all keys (``options`` per call), its needles kept and (``answer``)
+    answered: each key's own question answered from the kept sentences holds its value."""
     engine = InfiniRetriEngine(lm, show_progress=False)
     with _measured(lm.device) as record:
         result = engine.retrieve([text], needles.question, **options)
     kept_text = " ".join(s.text for s in result.sentences)
     kept = sum(value in kept_text for value in needles.values)
-    reply = engine.answer_from(result, needles.question, max_new_tokens=ANSWER_TOKENS).text if answer else ""
+    replies = (
+        [engine.answer_from(result, question, max_new_tokens=ANSWER_TOKENS).text for question in needles.key_questions]
+        if answer
+        else []
+    )
     stats = result.stats
     return Row(
         mode=mode,
@@ -199,9 +210,9 @@ def measure(
         peak_rss_mb=record["peak_memory_mb"],
         needles=len(needles.values),
         needles_kept=kept,
-        needles_answered=sum(value in reply for value in needles.values),
+        needles_answered=sum(value in reply for value, reply in zip(needles.values, replies, strict=False)),
         chunks=stats.chunks,
-        answer=reply,
+        answers=replies,
         extra={"options": options, "kept_tokens": stats.kept_tokens},
     )
 
