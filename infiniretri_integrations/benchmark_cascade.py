@@ -235,25 +235,31 @@ def run_lengths(
     candidate_tokens: int,
     full_up_to: int,
     needles: Needles,
-    chunk_size: int | None,
+    chunk_sizes: Sequence[int | None],
     answer: bool,
     log: Callable[[str], None] = print,
 ) -> list[Row]:
-    """Cascade (and, up to ``full_up_to`` tokens, full read) at every length."""
+    """Cascade (once per chunk size, ``None``: the default) and, up to ``full_up_to`` tokens, the
+    full read, at every length."""
     warm = build_text(haystack, lm.tokenizer, 3000, needles)
     measure(lm, warm, needles, "warm-up", 3000, {"candidate_tokens": 1024}, answer=False)
-    options: dict[str, Any] = {"candidate_tokens": candidate_tokens}
-    if chunk_size is not None:
-        options["chunk_size"] = chunk_size
     rows: list[Row] = []
     for length in lengths:
         text = build_text(haystack, lm.tokenizer, length, needles)
-        cascade = measure(lm, text, needles, "cascade", length, options, answer)
+        cascades = []
+        for chunk_size in chunk_sizes:
+            options: dict[str, Any] = {"candidate_tokens": candidate_tokens}
+            mode = "cascade"
+            if chunk_size is not None:
+                options["chunk_size"] = chunk_size
+                mode = f"cascade[chunk={chunk_size}]"
+            cascades.append(measure(lm, text, needles, mode, length, options, answer))
         full = measure(lm, text, needles, "full", length, {}, answer) if length <= full_up_to else None
-        log(format_row(cascade, full))
+        for cascade in cascades:
+            log(format_row(cascade, full))
         if full is not None:
             log(format_row(full, None))
-        rows.extend([cascade] if full is None else [cascade, full])
+        rows.extend([*cascades] if full is None else [*cascades, full])
     return rows
 
 
@@ -305,7 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--essays", default=None, help="Paul Graham essays folder (default: stdlib docstrings)")
     parser.add_argument("--lengths", default="256K,1M", help="comma-separated input lengths, e.g. 32K,256K,1M")
     parser.add_argument("--candidate-tokens", type=int, default=16384, help="the cascade's candidate_tokens")
-    parser.add_argument("--chunk-size", type=int, default=None, help="chunk_size for the cascade's passes")
+    parser.add_argument(
+        "--chunk-sizes",
+        default="default",
+        help="comma-separated chunk_size values for the cascade's passes, each run side by side ('default': unset)",
+    )
     parser.add_argument("--full-up-to", default="32K", help="also read inputs up to this length whole")
     parser.add_argument("--needles", type=int, default=NEEDLE_COUNT, help="multi-key needles planted")
     parser.add_argument("--no-answer", action="store_true", help="skip generating answers")
@@ -322,6 +332,7 @@ def _handle(args: argparse.Namespace) -> int:
         lengths = [parse_length(x) for x in args.lengths.split(",") if x.strip()]
         full_up_to = parse_length(args.full_up_to)
         needles = make_needles(args.needles)
+        chunk_sizes = [None if x.strip() == "default" else parse_length(x) for x in args.chunk_sizes.split(",")]
     except ValueError as error:
         raise UsageError(str(error)) from error
     if args.candidate_tokens <= 0:
@@ -343,10 +354,10 @@ def _handle(args: argparse.Namespace) -> int:
         return 0
     haystack = load_haystack(args.essays)
     rows = run_lengths(
-        lm, haystack, lengths, args.candidate_tokens, full_up_to, needles, args.chunk_size, not args.no_answer
+        lm, haystack, lengths, args.candidate_tokens, full_up_to, needles, chunk_sizes, not args.no_answer
     )
     payload = {
-        "meta": {**_meta(lm), "candidate_tokens": args.candidate_tokens, "chunk_size": args.chunk_size},
+        "meta": {**_meta(lm), "candidate_tokens": args.candidate_tokens, "chunk_sizes": chunk_sizes},
         "question": needles.question,
         "values": list(needles.values),
         "rows": [row.to_dict() for row in rows],

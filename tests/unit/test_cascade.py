@@ -3,6 +3,12 @@ only the candidates, on the tiny model."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -12,6 +18,7 @@ from infiniretri_integrations.core.cascade import candidate_indices, candidate_s
 from infiniretri_integrations.core.types import ForwardPass, Sentence
 
 NEEDLE = " The secret password of the zebrafish archive is quartz marigold."
+ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "What is the secret password of the zebrafish archive?"
 
 
@@ -218,3 +225,39 @@ def test_per_call_errors_name_the_value(engine, documents, options, message):
 
 def _contains(sequence: list[int], part: list[int]) -> bool:
     return any(sequence[i : i + len(part)] == part for i in range(len(sequence) - len(part) + 1))
+
+
+# ------------------------------------------------------------------------------ the benchmark command
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "infiniretri_integrations.benchmark_cascade", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_benchmark_command_writes_cascade_and_full_rows(tiny_llama_folder, tmp_path):
+    out = tmp_path / "bench.json"
+    run = _bench(
+        "--model", str(tiny_llama_folder), "--lengths", "3K", "--full-up-to", "3K", "--candidate-tokens", "1024",
+        "--chunk-sizes", "default,512", "--needles", "2", "--no-answer", "--json", str(out),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["mode"] for r in rows] == ["cascade", "cascade[chunk=512]", "full"]
+    cascade, small, full = rows
+    assert cascade["tokens_read"] <= 1024 < full["tokens_read"] == full["input_tokens"]
+    assert small["chunks"] > cascade["chunks"]
+    assert set(cascade["stage_shares"]) == {"segment", "lexical", "candidates", "passes"}
+    assert "full/cascade" in run.stdout
+
+
+def test_benchmark_command_refuses_a_bad_length():
+    run = _bench("--lengths", "lots")
+    assert run.returncode != 0
+    assert "got 'lots'" in run.stderr
