@@ -36,6 +36,10 @@ DEFAULT_FUSION_WEIGHT = 2.5
 """Weight of the lexical signal's reciprocal rank relative to attention's when ``fusion_weight``
 is unset (chosen on the calibration half of HotpotQA-long; see docs/evaluation.md)."""
 
+DEFAULT_CANDIDATE_COVERAGE = 0.25
+"""Share of ``candidate_tokens`` spent on evenly spaced coverage windows when
+``candidate_coverage`` is unset (the rest goes to the best BM25 sentences and their neighbours)."""
+
 DEFAULT_MAX_NEW_TOKENS = 128
 """Answer length in tokens (the reference package's)."""
 
@@ -190,6 +194,16 @@ class RetrievalConfig:
         content_free: subtract the attention a content-free question (``"N/A"``) puts on each
             context token (ICR). The context is encoded once per pass and shared by both
             questions, so the extra cost is one pass over the question tokens.
+        candidate_tokens: the cascade (``None``, unset: off, every token is read). When set, the
+            chunk loop reads only a candidate set of at most this many tokens (of the scoring
+            model) chosen by BM25 over all sentences: each document's first sentence, evenly
+            spaced coverage windows, then the best-scoring sentences with one neighbour on each
+            side (:mod:`~infiniretri_integrations.core.cascade`). Kept sentences keep their
+            document offsets. An input that fits is read whole.
+        candidate_coverage: share of ``candidate_tokens`` spent first on evenly spaced coverage
+            windows of ~128 tokens, so the attention also sees text that shares no word with
+            the question (unset: :data:`DEFAULT_CANDIDATE_COVERAGE`, 0.25), in ``[0, 1)``.
+            Only with ``candidate_tokens``.
 
     Renamed (the old names work until the next release, with a ``DeprecationWarning``):
     ``top_k`` is ``tokens_per_pass``, ``max_cache_tokens`` is ``working_set_tokens``;
@@ -224,6 +238,8 @@ class RetrievalConfig:
     fusion_weight: float | None = None
     fusion_stage: Literal["final", "pass"] | None = None
     content_free: bool = False
+    candidate_tokens: int | None = None
+    candidate_coverage: float | None = None
     top_k: InitVar[int | None] = None
     max_cache_tokens: InitVar[int | None] = None
     max_new_tokens: InitVar[int | None] = None
@@ -247,7 +263,14 @@ class RetrievalConfig:
             )
             _require_positive_int("max_new_tokens", max_new_tokens)
             object.__setattr__(self, "legacy_max_new_tokens", max_new_tokens)
-        for name in ("chunk_size", "tokens_per_pass", "working_set_tokens", "max_sentence_tokens", "token_budget"):
+        for name in (
+            "chunk_size",
+            "tokens_per_pass",
+            "working_set_tokens",
+            "max_sentence_tokens",
+            "token_budget",
+            "candidate_tokens",
+        ):
             if getattr(self, name) is not None:
                 _require_positive_int(name, getattr(self, name))
         _require_positive_int("phrase_window", self.phrase_window)
@@ -258,6 +281,7 @@ class RetrievalConfig:
             )
             raise ValueError(msg)
         self._validate_fusion()
+        self._validate_cascade()
         if (
             self.max_sentence_tokens is not None
             and self.chunk_size is not None
@@ -300,6 +324,23 @@ class RetrievalConfig:
             )
             raise ValueError(msg)
 
+    def _validate_cascade(self) -> None:
+        coverage = self.candidate_coverage
+        if coverage is None:
+            return
+        if self.candidate_tokens is None:
+            msg = (
+                f"candidate_coverage={coverage!r} applies only with candidate_tokens (the cascade); "
+                "set candidate_tokens too, or leave candidate_coverage unset"
+            )
+            raise ValueError(msg)
+        if not isinstance(coverage, (int, float)) or isinstance(coverage, bool) or not 0 <= coverage < 1:
+            msg = (
+                f"candidate_coverage must be a number in [0, 1) (the share of candidate_tokens spent on "
+                f"coverage windows), got {coverage!r}"
+            )
+            raise ValueError(msg)
+
     # ------------------------------------------------------------------ resolved values
     @property
     def effective_tokens_per_pass(self) -> int | None:
@@ -315,6 +356,13 @@ class RetrievalConfig:
         if self.fusion is None:
             return None
         return float(self.fusion_weight) if self.fusion_weight is not None else DEFAULT_FUSION_WEIGHT
+
+    @property
+    def effective_candidate_coverage(self) -> float | None:
+        """``candidate_coverage`` or its default; ``None`` without the cascade (``candidate_tokens``)."""
+        if self.candidate_tokens is None:
+            return None
+        return float(self.candidate_coverage) if self.candidate_coverage is not None else DEFAULT_CANDIDATE_COVERAGE
 
     @property
     def fuses_every_pass(self) -> bool:

@@ -1,8 +1,9 @@
 """The retrieval loop: read documents chunk by chunk, keep the sentences the question attends to.
 
 A call runs in three stages: :meth:`InfiniRetriEngine._prepare` (inputs validated, options resolved
-against the model, sentences segmented and packed into chunks, one :class:`QuestionRun` per
-question), the chunk loop (one pass per chunk, :mod:`core.passes`), and the finish (the final
+against the model, sentences segmented, the lexical index built once for all questions, with
+``candidate_tokens`` the cascade's candidate sentences chosen (:mod:`core.cascade`), sentences
+packed into chunks, one :class:`QuestionRun` per question), the chunk loop (one pass per chunk, :mod:`core.passes`), and the finish (the final
 selection, :mod:`core.selection`, as :class:`RetrievalResult` objects).
 """
 
@@ -24,6 +25,7 @@ from infiniretri_integrations.core.answering import (
     answer_settings,
     stream_from,
 )
+from infiniretri_integrations.core.cascade import candidate_sentences
 from infiniretri_integrations.core.chunking import pack_chunks
 from infiniretri_integrations.core.config import (
     DEFAULT_CHUNK_SIZE,
@@ -42,6 +44,7 @@ from infiniretri_integrations.core.inputs import (
     validate_question,
     validate_questions,
 )
+from infiniretri_integrations.core.lexical import lexical_scores_many
 from infiniretri_integrations.core.models import LazyModel, LocalModel, ModelSource
 from infiniretri_integrations.core.passes import PASS_MODES, QuestionRun, Scorer, pass_mode
 from infiniretri_integrations.core.progress import progress_bar
@@ -53,7 +56,6 @@ from infiniretri_integrations.core.selection import (
     Kept,
     SentenceSize,
     final_selection,
-    lexical_scores,
     scoring_tokens,
 )
 from infiniretri_integrations.core.types import (
@@ -106,6 +108,20 @@ class RunSpec:
 
 
 @dataclass
+class _Group:
+    """Questions whose passes read the same chunks (all of them, unless the cascade gives each
+    question its own candidate sentences)."""
+
+    runs: list[QuestionRun]
+    chunks: list[list[Sentence]]
+
+    @property
+    def tokens(self) -> int:
+        """Document tokens the passes of this group read."""
+        return sum(s.token_count for chunk in self.chunks for s in chunk)
+
+
+@dataclass
 class _Prepared:
     """Everything the chunk loop and the finish need, computed once per call."""
 
@@ -113,14 +129,18 @@ class _Prepared:
     docs: list[SourceDocument]
     skipped: list[int]
     sentences: list[Sentence]
-    chunks: list[list[Sentence]]
+    groups: list[_Group]
     scorer: Scorer
     mode: str
     runs: list[QuestionRun]
+    stage_seconds: dict[str, float]
 
     @property
     def total_tokens(self) -> int:
         return sum(s.token_count for s in self.sentences)
+
+    def group_of(self, run: QuestionRun) -> _Group:
+        return next(group for group in self.groups if any(r is run for r in group.runs))
 
 
 class InfiniRetriEngine:
@@ -347,6 +367,7 @@ class InfiniRetriEngine:
         skipped = [i for i, doc in enumerate(docs) if not doc.text.strip()]
         if skipped:
             logger.info("Skipped %d empty document(s): %s", len(skipped), skipped)
+        clock = time.perf_counter()
         per_document = segment_documents(
             [doc.text for doc in docs],
             lm.tokenizer,
@@ -354,6 +375,11 @@ class InfiniRetriEngine:
             self.sentence_splitter,
         )
         sentences = [s for doc_sentences in per_document for s in doc_sentences]
+        stages = {"segment": time.perf_counter() - clock}
+        clock = time.perf_counter()
+        signal = cfg.fusion or ("bm25" if cfg.candidate_tokens is not None else None)
+        lexical = lexical_scores_many(signal, sentences, questions) if signal is not None else None
+        stages["lexical"] = time.perf_counter() - clock
         scorer = Scorer(
             lm,
             cfg,
@@ -363,12 +389,15 @@ class InfiniRetriEngine:
             self._reader_sizes(sentences),
             batch_size,
         )
+        fused = [dict(zip(sentences, scores, strict=True)) for scores in lexical] if lexical and cfg.fusion else None
         runs = [
-            QuestionRun(question, layout, carry, lexical_scores(sentences, question, cfg))
-            for question, layout, carry in zip(questions, layouts, carries, strict=True)
+            QuestionRun(question, layout, carry, fused[i] if fused else {})
+            for i, (question, layout, carry) in enumerate(zip(questions, layouts, carries, strict=True))
         ]
-        chunks = pack_chunks(sentences, chunk_size)
-        return _Prepared(started, docs, skipped, sentences, chunks, scorer, mode, runs)
+        clock = time.perf_counter()
+        groups = _groups(sentences, runs, lexical, cfg, chunk_size, mode)
+        stages["candidates"] = time.perf_counter() - clock
+        return _Prepared(started, docs, skipped, sentences, groups, scorer, mode, runs, stages)
 
     def _default_batch_size(self) -> int:
         return 1 if self.scoring_local_model.device.type == "cpu" else DEFAULT_BATCH_SIZE
@@ -422,28 +451,31 @@ class InfiniRetriEngine:
 
     # ------------------------------------------------------------------ stage 2: the chunk loop
     def _loop(self, prepared: _Prepared, spec: RunSpec) -> None:
-        chunks, runs, scorer = prepared.chunks, prepared.runs, prepared.scorer
+        clock = time.perf_counter()
+        scorer = prepared.scorer
         run_pass = PASS_MODES[prepared.mode]
-        read = 0
-        bar = self._progress_bar(len(chunks))
+        bar = self._progress_bar(sum(len(group.chunks) for group in prepared.groups))
         try:
-            for index, chunk in enumerate(chunks):
-                if spec.cancel is not None and spec.cancel.is_set():
-                    msg = f"retrieval cancelled before pass {index + 1} of {len(chunks)}"
-                    raise RetrievalCancelled(msg)
-                run_pass(runs, index, chunk, scorer)
-                read += sum(s.token_count for s in chunk)
-                logger.debug(
-                    "chunk %d/%d: kept %s sentences", index + 1, len(chunks), [len(r.working_set) for r in runs]
-                )
-                bar.update(1)
-                if spec.on_progress is not None:
-                    spec.on_progress(
-                        _progress(index, len(chunks), read, prepared.total_tokens, runs[0].working_set),
-                        [_retrieved(k, prepared.docs, k.sentence.token_count) for k in runs[0].working_set],
+            for group in prepared.groups:
+                chunks, runs, total, read = group.chunks, group.runs, group.tokens, 0
+                for index, chunk in enumerate(chunks):
+                    if spec.cancel is not None and spec.cancel.is_set():
+                        msg = f"retrieval cancelled before pass {index + 1} of {len(chunks)}"
+                        raise RetrievalCancelled(msg)
+                    run_pass(runs, index, chunk, scorer)
+                    read += sum(s.token_count for s in chunk)
+                    logger.debug(
+                        "chunk %d/%d: kept %s sentences", index + 1, len(chunks), [len(r.working_set) for r in runs]
                     )
+                    bar.update(1)
+                    if spec.on_progress is not None:
+                        spec.on_progress(
+                            _progress(index, len(chunks), read, total, runs[0].working_set),
+                            [_retrieved(k, prepared.docs, k.sentence.token_count) for k in runs[0].working_set],
+                        )
         finally:
             bar.close()
+            prepared.stage_seconds["passes"] = time.perf_counter() - clock
 
     def _progress_bar(self, total: int) -> Any:
         enabled = self.show_progress if self.show_progress is not None else (None if total > 1 else False)
@@ -456,19 +488,23 @@ class InfiniRetriEngine:
         for run in prepared.runs:
             kept = final_selection(run.working_set, run.attention, run.lexical, scorer.cfg, scorer.reader)
             retrieved = [_retrieved(k, prepared.docs, scorer.reader(k.sentence)) for k in kept]
+            group = prepared.group_of(run)
             stats = RetrievalStats(
                 documents=len(prepared.docs),
                 skipped_documents=list(prepared.skipped),
                 sentences=len(prepared.sentences),
                 input_tokens=prepared.total_tokens,
-                chunks=len(prepared.chunks),
+                chunks=len(group.chunks),
                 scoring_layers=scorer.layers,
                 kept_sentences=len(retrieved),
                 kept_tokens=sum(s.token_count for s in retrieved),
                 seconds=time.perf_counter() - prepared.started,
+                tokens_read=group.tokens,
+                stage_seconds=dict(prepared.stage_seconds),
             )
             logger.info(
-                "Read %d tokens in %d chunks, kept %d sentences (%d tokens) in %.1fs",
+                "Read %d of %d tokens in %d chunks, kept %d sentences (%d tokens) in %.1fs",
+                stats.tokens_read,
                 stats.input_tokens,
                 stats.chunks,
                 stats.kept_sentences,
@@ -550,6 +586,28 @@ class InfiniRetriEngine:
         retrieval, answering = _split_options(options)
         result = self.retrieve(documents, question, cancel=cancel, **retrieval)
         return AnswerStream(result, self.stream_from(result, question, cancel=cancel, **answering))
+
+
+def _groups(
+    sentences: list[Sentence],
+    runs: list[QuestionRun],
+    lexical: list[list[float]] | None,
+    cfg: RetrievalConfig,
+    chunk_size: int,
+    mode: str,
+) -> list[_Group]:
+    """The chunks each question's passes read: every sentence, or with ``candidate_tokens`` each
+    question's candidate sentences (:func:`~infiniretri_integrations.core.cascade.candidate_sentences`,
+    in document order). With ``share_context`` the questions share one context, so they read the
+    union of their candidate sets."""
+    coverage = cfg.effective_candidate_coverage
+    if cfg.candidate_tokens is None or coverage is None or lexical is None:
+        return [_Group(runs, pack_chunks(sentences, chunk_size))]
+    chosen = [candidate_sentences(sentences, scores, cfg.candidate_tokens, coverage) for scores in lexical]
+    if mode == "shared":
+        union = set().union(*chosen)
+        return [_Group(runs, pack_chunks([s for s in sentences if s in union], chunk_size))]
+    return [_Group([run], pack_chunks(own, chunk_size)) for run, own in zip(runs, chosen, strict=True)]
 
 
 def _split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

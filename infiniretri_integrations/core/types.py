@@ -133,7 +133,15 @@ class ForwardPass:
 
 @dataclass
 class RetrievalStats:
-    """What one retrieval run did."""
+    """What one retrieval run did.
+
+    ``input_tokens`` counts every token of the input; ``tokens_read`` the document tokens the
+    scoring passes read (equal to ``input_tokens`` unless the cascade, ``candidate_tokens``,
+    chose fewer). ``stage_seconds`` splits the call's time into ``segment`` (sentences and
+    tokens), ``lexical`` (the BM25 index and scores; 0 without fusion or cascade),
+    ``candidates`` (the cascade's choice and the chunk packing) and ``passes`` (the chunk loop);
+    for ``retrieve_many`` they are the whole call's.
+    """
 
     documents: int = 0
     skipped_documents: list[int] = field(default_factory=list)
@@ -144,6 +152,8 @@ class RetrievalStats:
     kept_tokens: int = 0
     scoring_layers: tuple[int, ...] = ()
     seconds: float = 0.0
+    tokens_read: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def kept_ratio(self) -> float:

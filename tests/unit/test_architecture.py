@@ -31,6 +31,7 @@ CORE_TIERS: dict[str, int] = {
     "progress": 0,
     # 1: pure functions on text, tokens and tensors
     "lexical": 1,
+    "cascade": 1,
     "segmentation": 1,
     "chunking": 1,
     "scoring": 1,

@@ -101,3 +101,50 @@ def test_explicit_default_values_are_kept_as_given():
 def test_sentence_must_fit_chunk():
     with pytest.raises(ValueError, match="max_sentence_tokens"):
         RetrievalConfig(chunk_size=100, max_sentence_tokens=200)
+
+
+@pytest.mark.parametrize("value", [0, -5, 2.5, True])
+def test_candidate_tokens_must_be_a_positive_integer(value):
+    with pytest.raises(ValueError, match=rf"candidate_tokens must be a positive integer, got {value!r}"):
+        RetrievalConfig(candidate_tokens=value)
+
+
+@pytest.mark.parametrize("value", [1.0, -0.1, 1.5, float("nan"), "half", True])
+def test_candidate_coverage_must_be_a_share_below_one(value):
+    with pytest.raises(ValueError, match=r"candidate_coverage must be a number in \[0, 1\).*got"):
+        RetrievalConfig(candidate_tokens=4096, candidate_coverage=value)
+
+
+def test_candidate_coverage_applies_only_with_candidate_tokens():
+    with pytest.raises(ValueError, match=r"candidate_coverage=0.5 applies only with candidate_tokens"):
+        RetrievalConfig(candidate_coverage=0.5)
+    with pytest.raises(ValueError, match="applies only with candidate_tokens"):
+        RetrievalConfig(candidate_tokens=4096, candidate_coverage=0.5).replace(candidate_tokens=None)
+
+
+@pytest.mark.parametrize(
+    ("options", "resolved"),
+    [
+        ({}, (None, None)),
+        ({"candidate_tokens": 4096}, (4096, 0.25)),
+        ({"candidate_tokens": 4096, "candidate_coverage": 0}, (4096, 0.0)),
+        ({"candidate_tokens": 512, "candidate_coverage": 0.5}, (512, 0.5)),
+    ],
+)
+def test_cascade_is_off_by_default_and_coverage_resolves(options, resolved):
+    config = RetrievalConfig(**options)
+    assert (config.candidate_tokens, config.effective_candidate_coverage) == resolved
+
+
+def test_cascade_options_reach_every_adapter_option_list():
+    from infiniretri_integrations.core.options import check_overrides, retrieval_option_names
+    from infiniretri_integrations.langchain._options import InfiniRetriOptions
+
+    assert {"candidate_tokens", "candidate_coverage"} <= set(retrieval_option_names())
+    assert {"candidate_tokens", "candidate_coverage"} <= set(InfiniRetriOptions.model_fields)
+    assert check_overrides({"candidate_tokens": 2048, "candidate_coverage": 0.1}) == {
+        "candidate_tokens": 2048,
+        "candidate_coverage": 0.1,
+    }
+    with pytest.raises(ValueError, match="candidate_tokens must be a positive integer, got 0"):
+        check_overrides({"candidate_tokens": 0})
