@@ -15,7 +15,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 TEST_DTYPE_ENV = "INFINIRETRI_TEST_DTYPE"
 """``INFINIRETRI_TEST_DTYPE=float32`` runs the suite as a CPU without AVX512-BF16 would (``bfloat16``: as
 one with it); unset: this machine's default. It sets the library's ``INFINIRETRI_CPU_BF16`` so that
-every default-dtype model, in this process and in CLI subprocesses, follows it."""
+every default-dtype model, in this process and in CLI subprocesses, follows it (``real_lm`` loads in it;
+the tiny random models are float32 always, as tests that pin their values need)."""
 _TEST_DTYPES = {"float32": "0", "bfloat16": "1"}
 
 
