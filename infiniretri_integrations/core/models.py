@@ -177,8 +177,37 @@ def cpu_supports_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+CPU_BF16_ENV = "INFINIRETRI_CPU_BF16"
+"""Environment override of the CPU default dtype: ``0`` float32, ``1`` bfloat16, unset or ``auto``
+from the CPU's flags (:func:`cpu_supports_bf16`). An explicit ``dtype=`` always wins."""
+
+_CPU_BF16_VALUES = {
+    **dict.fromkeys(("1", "true", "yes", "on"), True),
+    **dict.fromkeys(("0", "false", "no", "off"), False),
+}
+
+
+def cpu_bf16_default() -> bool:
+    """Whether ``dtype=None`` means bfloat16 on the CPU: ``$INFINIRETRI_CPU_BF16`` if set, else the CPU's flags.
+
+    Example: ``INFINIRETRI_CPU_BF16=0`` runs a bfloat16-capable machine as a float32 one would
+    (what a CPU without AVX512-BF16 does by default).
+    """
+    raw = os.environ.get(CPU_BF16_ENV, "")
+    value = raw.strip().lower()
+    if value in ("", "auto"):
+        return cpu_supports_bf16()
+    if value not in _CPU_BF16_VALUES:
+        msg = f"{CPU_BF16_ENV}={raw!r} is not understood: expected 0 (float32), 1 (bfloat16) or auto (the CPU's flags)"
+        raise ValueError(msg)
+    return _CPU_BF16_VALUES[value]
+
+
 def resolve_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> torch.dtype:
-    """``dtype`` if given, else bfloat16 where the device runs it well, float16 on older GPUs, else float32."""
+    """``dtype`` if given, else bfloat16 where the device runs it well, float16 on older GPUs, else float32.
+
+    On the CPU "runs it well" is :func:`cpu_bf16_default` (``$INFINIRETRI_CPU_BF16`` overrides the CPU's flags).
+    """
     import torch
 
     if dtype is not None:
@@ -191,7 +220,7 @@ def resolve_dtype(device: torch.device, dtype: str | torch.dtype | None = None) 
         return dtype
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and cpu_supports_bf16():
+    if device.type == "cpu" and cpu_bf16_default():
         return torch.bfloat16
     return torch.float32
 
@@ -231,7 +260,8 @@ def load_model(
             (from the local Hugging Face cache when ``HF_HUB_OFFLINE=1``).
         gguf_file: GGUF file name inside ``name_or_path`` (alternative to passing the file path).
         device: ``None`` picks CUDA, MPS or CPU, whichever is present.
-        dtype: ``None`` picks bfloat16 where the device runs it natively, else float32.
+        dtype: ``None`` picks bfloat16 where the device runs it natively, else float32
+            (``INFINIRETRI_CPU_BF16=0`` or ``1`` overrides the CPU's flags).
         use_cache: GGUF weights are de-quantised once and stored under :func:`cache_dir`, so the next
             load takes seconds.
 

@@ -11,6 +11,8 @@ import pytest
 from infiniretri_integrations import InfiniRetriEngine, load_model
 from infiniretri_integrations.core import models as models_module
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TEXT = "The vault code is 4812. The garden has roses. Trains leave at noon. " * 20
 
 

@@ -25,6 +25,49 @@ def test_dtype_follows_cpu_support(monkeypatch):
         resolve_dtype(cpu, "fp33")
 
 
+@pytest.mark.parametrize("flags", [True, False])
+def test_cpu_bf16_env_overrides_the_cpu_flags(monkeypatch, flags):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(models, "cpu_supports_bf16", lambda: flags)
+    monkeypatch.setenv(models.CPU_BF16_ENV, "0")
+    assert resolve_dtype(cpu) is torch.float32
+    assert resolve_dtype(cpu, "bfloat16") is torch.bfloat16, "an explicit dtype wins over the override"
+    monkeypatch.setenv(models.CPU_BF16_ENV, "1")
+    assert resolve_dtype(cpu) is torch.bfloat16
+    monkeypatch.setenv(models.CPU_BF16_ENV, " Auto ")
+    assert resolve_dtype(cpu) is (torch.bfloat16 if flags else torch.float32)
+    monkeypatch.delenv(models.CPU_BF16_ENV)
+    assert resolve_dtype(cpu) is (torch.bfloat16 if flags else torch.float32)
+
+
+def test_cpu_bf16_env_bad_value_is_named(monkeypatch):
+    monkeypatch.setenv(models.CPU_BF16_ENV, "maybe")
+    with pytest.raises(ValueError, match=r"INFINIRETRI_CPU_BF16='maybe'.*expected 0 \(float32\), 1 \(bfloat16\)"):
+        resolve_dtype(torch.device("cpu"))
+    assert resolve_dtype(torch.device("cpu"), torch.float32) is torch.float32, "explicit dtype never reads it"
+
+
+@pytest.mark.parametrize(("test_dtype", "expected"), [("float32", "0"), ("bfloat16", "1")])
+def test_test_dtype_sets_the_library_override_for_subprocesses(monkeypatch, test_dtype, expected):
+    """tests/conftest.py turns INFINIRETRI_TEST_DTYPE into INFINIRETRI_CPU_BF16, which CLI subprocesses inherit."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import TEST_DTYPE_ENV, _apply_test_dtype
+
+    monkeypatch.setenv(TEST_DTYPE_ENV, test_dtype)
+    monkeypatch.setenv(models.CPU_BF16_ENV, "auto")  # monkeypatch restores it after _apply_test_dtype's write
+    assert _apply_test_dtype() == test_dtype
+    assert os.environ[models.CPU_BF16_ENV] == expected
+    code = "import torch; from infiniretri_integrations.core import models; print(models.resolve_dtype(torch.device('cpu')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == f"torch.{test_dtype}"
+    monkeypatch.setenv(TEST_DTYPE_ENV, "fp32")
+    with pytest.raises(ValueError, match=r"INFINIRETRI_TEST_DTYPE='fp32'.*\['bfloat16', 'float32'\]"):
+        _apply_test_dtype()
+
+
 def test_cuda_dtype(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     assert resolve_dtype(torch.device("cuda")) is torch.float16
