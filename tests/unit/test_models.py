@@ -15,6 +15,7 @@ def test_device_never_defaults_to_missing_cuda(monkeypatch):
 
 
 def test_dtype_follows_cpu_support(monkeypatch):
+    monkeypatch.delenv(models.CPU_BF16_ENV, raising=False)  # INFINIRETRI_TEST_DTYPE sets it for the suite
     cpu = torch.device("cpu")
     monkeypatch.setattr(models, "cpu_supports_bf16", lambda: True)
     assert resolve_dtype(cpu) is torch.bfloat16

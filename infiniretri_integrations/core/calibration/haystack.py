@@ -7,12 +7,14 @@ the first ``context_tokens`` tokens of a haystack at a chosen depth, on a senten
 
 from __future__ import annotations
 
+import ast
 import functools
 import importlib
 import inspect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -117,10 +119,40 @@ def public_members(module: ModuleType) -> list[Any]:
     ]
 
 
+def source_docstrings(module: ModuleType) -> list[str] | None:
+    """The docstrings of ``module``'s source file: the module's, then its public top-level classes
+    and functions', in source order (``None``: the module has no Python source).
+
+    Read from the file, never from the live objects, which another library may have replaced
+    (one in this project's test suite swaps ``inspect.isgenerator`` for a compiled twin).
+
+    Example:
+        >>> import json
+        >>> [doc.split(chr(10))[0][:30] for doc in source_docstrings(json)][:2]
+        ['JSON (JavaScript Object Notati', 'Serialize ``obj`` as a JSON fo']
+    """
+    path = getattr(module, "__file__", None)
+    if not path or not str(path).endswith(".py"):
+        return None
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
+    nodes: list[ast.AST] = [tree]
+    nodes += [
+        node
+        for node in tree.body
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_")
+    ]
+    docs = [ast.get_docstring(node) for node in nodes]  # type: ignore[arg-type]
+    return [doc for doc in docs if doc]
+
+
 @functools.cache
 def stdlib_docstrings() -> str:
     """Documentation strings of a fixed list of standard-library modules and their public classes
-    and functions (:func:`public_members`), as paragraphs: the same text in every process of a
+    and functions, read from their source files (:func:`source_docstrings`; :func:`public_members`
+    for the few modules without Python source), as paragraphs: the same text in every process of a
     given Python version, whatever was imported before and whatever ``PYTHONHASHSEED`` is.
     Docstrings shorter than 200 characters and repeats are left out."""
     paragraphs: list[str] = []
@@ -130,8 +162,10 @@ def stdlib_docstrings() -> str:
             module = importlib.import_module(name)
         except Exception:
             continue
-        for member in (module, *public_members(module)):
-            doc = inspect.getdoc(member)
+        docs = source_docstrings(module)
+        if docs is None:
+            docs = [inspect.getdoc(member) or "" for member in (module, *public_members(module))]
+        for doc in docs:
             if not doc or doc in seen or len(doc) < 200:
                 continue
             seen.add(doc)
