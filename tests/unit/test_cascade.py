@@ -150,14 +150,14 @@ def test_off_by_default_and_a_budget_holding_everything_reads_the_same(engine, d
 def test_the_cascade_reads_only_candidates_within_budget(engine, documents):
     fed: list[ForwardPass] = []
     plain = engine.retrieve(documents, QUESTION)
-    result = engine.retrieve(documents, QUESTION, candidate_tokens=1024, on_forward=fed.append)
+    result = engine.retrieve(documents, QUESTION, candidate_tokens=1024, fusion_weight=20.0, on_forward=fed.append)
     stats = result.stats
     assert stats.input_tokens == plain.stats.input_tokens
     assert 0 < stats.tokens_read <= 1024 < stats.input_tokens
     assert stats.chunks == len(fed) < plain.stats.chunks
     assert set(stats.stage_seconds) == {"segment", "lexical", "candidates", "passes"}
     assert stats.stage_seconds["passes"] > 0
-    # the needle is a candidate, read by a pass, and (fused with BM25) kept
+    # the needle is a candidate, read by a pass, and (fused with BM25, weighted over the random attention) kept
     needle_ids = engine.local_model.tokenizer(NEEDLE, add_special_tokens=False)["input_ids"][2:8]
     assert any(_contains(p.input_ids[0, : p.length].tolist(), needle_ids) for p in fed)
     assert any("quartz marigold" in s.text for s in result.sentences)
