@@ -69,7 +69,9 @@ def test_batched_forward_runs_once_per_chunk_and_group(engine, haystack):
 
 def test_shared_context_keeps_valid_spans_and_finds_a_planted_fact(engine, haystack):
     fact = "The secret harbour code is PELICAN-42."
-    cut = haystack.index("\n\n", 6000)  # the fact as its own passage: BM25 indexes it with no other passage's first line
+    cut = haystack.index(
+        "\n\n", 6000
+    )  # the fact as its own passage: BM25 indexes it with no other passage's first line
     text = haystack[:cut] + "\n\n" + fact + haystack[cut:]
     questions = ["What is the secret harbour code?", *QUESTIONS[:3]]
     shared = engine.retrieve_many(
