@@ -1,9 +1,8 @@
 """Lexical signals over the same sentences the attention scores, for fusion with attention.
 
-A signal maps ``(sentences, question)`` to one score per sentence. Signals are registered by
-name in :data:`LEXICAL_SIGNALS`; ``RetrievalConfig(fusion="bm25")`` picks one. Each is also
-registered as an indexer (:data:`LEXICAL_INDEXES`), built once over the sentences and then asked
-per question: :func:`lexical_scores_many` scores several questions over one index.
+A signal is an indexer, registered by name in :data:`LEXICAL_SIGNALS` (``RetrievalConfig(fusion="bm25")``
+picks one): built once over the sentences, it is then asked per question for one score per
+sentence; :func:`lexical_scores_many` scores several questions over one index.
 """
 
 from __future__ import annotations
@@ -12,9 +11,6 @@ import re
 from collections.abc import Callable, Sequence
 
 from infiniretri_integrations.core.types import Sentence
-
-LexicalSignal = Callable[[Sequence[Sentence], str], list[float]]
-"""``(sentences, question) -> one score per sentence``."""
 
 LexicalIndex = Callable[[str], list[float]]
 """A signal built over fixed sentences: ``question -> one score per sentence``."""
@@ -104,29 +100,17 @@ def bm25_passage_scores(sentences: Sequence[Sentence], question: str) -> list[fl
     return bm25_passage_index(sentences)(question)
 
 
-LEXICAL_INDEXES: dict[str, LexicalIndexer] = {"bm25": bm25_passage_index}
-"""Lexical signals by name, as indexers: built once over the sentences, then asked per question
-(``retrieve_many`` scores all its questions over one index)."""
-
-LEXICAL_SIGNALS: dict[str, LexicalSignal] = {"bm25": bm25_passage_scores}
-"""Lexical signals by name (``RetrievalConfig.fusion``)."""
-
-
-def lexical_signal(name: str) -> LexicalSignal:
-    """The registered signal called ``name``."""
-    try:
-        return LEXICAL_SIGNALS[name]
-    except KeyError:
-        msg = f"Unknown fusion signal {name!r}; expected one of {sorted(LEXICAL_SIGNALS)}"
-        raise ValueError(msg) from None
+LEXICAL_SIGNALS: dict[str, LexicalIndexer] = {"bm25": bm25_passage_index}
+"""Lexical signals by name (``RetrievalConfig.fusion``), as indexers: built once over the
+sentences, then asked per question (``retrieve_many`` scores all its questions over one index)."""
 
 
 def lexical_index(name: str, sentences: Sequence[Sentence]) -> LexicalIndex:
     """The registered signal called ``name``, built once over ``sentences``."""
-    if name not in LEXICAL_INDEXES:
-        msg = f"Unknown fusion signal {name!r}; expected one of {sorted(LEXICAL_INDEXES)}"
+    if name not in LEXICAL_SIGNALS:
+        msg = f"Unknown fusion signal {name!r}; expected one of {sorted(LEXICAL_SIGNALS)}"
         raise ValueError(msg)
-    return LEXICAL_INDEXES[name](sentences)
+    return LEXICAL_SIGNALS[name](sentences)
 
 
 def lexical_scores_many(name: str, sentences: Sequence[Sentence], questions: Sequence[str]) -> list[list[float]]:

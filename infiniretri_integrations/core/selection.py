@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import torch
 
 from infiniretri_integrations.core.config import DEFAULT_WORKING_SET_TOKENS, RetrievalConfig
-from infiniretri_integrations.core.lexical import lexical_signal
 from infiniretri_integrations.core.scoring import (
     fill_budget,
     rank_fusion,
@@ -67,14 +66,6 @@ def fit_budget(
         return kept
     chosen = fill_budget([k.score for k in kept], sizes, budget, limits)
     return [kept[i] for i in chosen]
-
-
-def lexical_scores(sentences: Sequence[Sentence], question: str, cfg: RetrievalConfig) -> dict[Sentence, float]:
-    """The fusion signal of every sentence of the input (empty without fusion)."""
-    if cfg.fusion is None:
-        return {}
-    values = lexical_signal(cfg.fusion)(sentences, question)
-    return dict(zip(sentences, values, strict=True))
 
 
 def budgeted_pass_floor(cfg: RetrievalConfig) -> int:

@@ -185,13 +185,13 @@ def test_fusion_off_still_ranks_candidates_by_bm25(engine, documents):
 def test_retrieve_many_builds_one_lexical_index_and_equals_single_calls(engine, documents, monkeypatch):
     questions = [QUESTION, "Which module handles regular expressions?", "Where do zebrafish live?"]
     built = []
-    original = lexical.LEXICAL_INDEXES["bm25"]
+    original = lexical.LEXICAL_SIGNALS["bm25"]
 
     def counting(sentences):
         built.append(len(sentences))
         return original(sentences)
 
-    monkeypatch.setitem(lexical.LEXICAL_INDEXES, "bm25", counting)
+    monkeypatch.setitem(lexical.LEXICAL_SIGNALS, "bm25", counting)
     many = engine.retrieve_many(documents, questions, candidate_tokens=800)
     assert len(built) == 1
     for question, result in zip(questions, many, strict=True):
