@@ -19,6 +19,10 @@ NoLiMa, arXiv 2502.05167, with needles of our own). This module measures that ga
   not shipped) cut to a target number of tokens of a given tokenizer, with the needle, the pair's
   hard negatives and the hard negatives of two other pairs of the same category planted at seeded
   sentence boundaries. Only one character's needle is ever in a text, so the answer is unique.
+* **The benchmark**: these samples are the evidence benchmark's ``lexgap`` dataset
+  (``python -m infiniretri_integrations.evaluation.evidence --datasets lexgap``), scored with its
+  metrics: needle recall is ``supporting_recall`` (:func:`needle_kept`), the hard negatives kept
+  ``negatives_kept``; :mod:`.lexgap_baselines` prints the same figures as one small table.
 
 Example:
     >>> pair = next(p for p in load_pairs() if p.key == "Paris")
@@ -433,20 +437,21 @@ def _plant(body: str, sentences: Sequence[str], depths: Sequence[float]) -> tupl
 
 
 def span_kept(span: tuple[int, int], kept_spans: Sequence[tuple[int, int]]) -> bool:
-    """Whether the kept character spans cover at least half of ``span``
-    (:data:`~infiniretri_integrations.evaluation.evidence.COVERAGE`).
+    """Whether the kept character spans cover at least half of ``span``: the evidence benchmark's
+    one rule, :func:`~infiniretri_integrations.evaluation.evidence.metrics.span_covered`.
 
     Example:
         >>> span_kept((10, 20), [(0, 12), (14, 18)]), span_kept((10, 20), [(0, 14)])
         (True, False)
     """
-    from infiniretri_integrations.evaluation.evidence import COVERAGE, covered_fraction, merge_spans
+    from infiniretri_integrations.evaluation.evidence.metrics import span_covered
 
-    return covered_fraction(span, merge_spans(kept_spans)) >= COVERAGE
+    return span_covered(span, kept_spans)
 
 
 def needle_kept(sample: EvidenceSample, kept_spans: Sequence[tuple[int, int]]) -> bool:
-    """Whether the kept character spans cover at least half of the needle sentence (:func:`span_kept`).
+    """Whether the kept character spans cover at least half of the needle sentence (:func:`span_kept`;
+    the evidence benchmark's ``supporting_recall`` of a lexical-gap sample is this, as 1.0 or 0.0).
 
     Example:
         >>> sample = EvidenceSample("lexgap", "x", "q", ("Ana",), "Hi. Ana ate.", "test", supporting=((4, 12, 0),))

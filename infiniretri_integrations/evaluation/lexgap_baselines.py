@@ -1,12 +1,16 @@
-"""Needle recall of the sentence baselines on the lexical-gap needles (:mod:`.lexgap`).
+"""Needle recall of the sentence baselines on the lexical-gap needles (:mod:`.lexgap`), one
+length at a time, as a small table (no results file).
 
-Each method ranks the package's own sentences of a sample
-(:func:`~infiniretri_integrations.core.segmentation.segment_documents`, SmolLM2 tokens) and keeps
-them by score until the token budget is filled, exactly as the evidence benchmark's methods of the
-same names do (:data:`~infiniretri_integrations.evaluation.evidence.METHODS`): ``bm25_sentences``
-(bm25s), ``minilm_sentences`` (all-MiniLM-L6-v2 cosine) and ``random_sentences``. A needle counts
-as kept when at least half of its characters are (:func:`~.lexgap.needle_kept`); ``negatives`` is
-the fraction of the pair's own hard negatives kept the same way. No engine runs.
+The same measurement is the evidence benchmark's ``lexgap`` dataset
+(``python -m infiniretri_integrations.evaluation.evidence --datasets lexgap ...``: resumable,
+several lengths, paired differences, a plot); this script runs the benchmark's methods
+(:data:`~infiniretri_integrations.evaluation.evidence.METHODS`: ``bm25_sentences``,
+``minilm_sentences``, ``random_sentences``, ``infiniretri``, ...) on the same samples and scores
+them with the benchmark's own metrics
+(:func:`~infiniretri_integrations.evaluation.evidence.evidence_metrics`): ``needle`` is its
+``supporting_recall`` (the needle kept when at least half of its characters are) and
+``negatives`` its ``negatives_kept`` (the fraction of the pair's own hard negatives kept): one
+measurement, two presentations.
 
 Example::
 
@@ -22,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from infiniretri_integrations.evaluation.evidence_data import EvidenceSample, token_label
-from infiniretri_integrations.evaluation.lexgap import build_samples, needle_kept, span_kept
+from infiniretri_integrations.evaluation.lexgap import build_samples
 
 METHOD_NAMES = ("bm25_sentences", "minilm_sentences", "random_sentences")
 BUDGETS = (256, 512)
@@ -31,9 +35,10 @@ BUDGETS = (256, 512)
 def evaluate(
     bench: Any, samples: Sequence[EvidenceSample], methods: Sequence[str], budgets: Sequence[int]
 ) -> dict[str, dict[int, dict[str, list[float]]]]:
-    """Per method and budget, one value per sample: ``needle`` (1 kept, 0 not) and ``negatives``
-    (fraction of the pair's own hard negatives kept)."""
-    from infiniretri_integrations.evaluation.evidence import METHODS
+    """Per method and budget, one value per sample: ``needle`` (1 kept, 0 not: the benchmark's
+    ``supporting_recall``) and ``negatives`` (fraction of the pair's own hard negatives kept: its
+    ``negatives_kept``)."""
+    from infiniretri_integrations.evaluation.evidence import METHODS, evidence_metrics
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -46,11 +51,13 @@ def evaluate(
         for method in methods:
             selections = METHODS[method].run(bench, sample, budgets, {})
             for budget in budgets:
-                kept = selections[budget].spans
-                cell = results[method][budget]
-                cell["needle"].append(float(needle_kept(sample, kept)))
-                negatives = [span_kept((s, e), kept) for s, e in sample.metadata["negatives"]]
-                cell["negatives"].append(sum(negatives) / len(negatives))
+                scores = evidence_metrics(sample, selections[budget].spans)
+                needle, negatives = scores["supporting_recall"], scores.get("negatives_kept")
+                if needle is None or negatives is None:
+                    msg = f"sample {sample.id!r} of {sample.dataset!r} has no needle or no hard negatives to score"
+                    raise ValueError(msg)
+                results[method][budget]["needle"].append(needle)
+                results[method][budget]["negatives"].append(negatives)
     return results
 
 

@@ -1,6 +1,7 @@
 """The evidence benchmark end to end on the real shared data, as a subprocess: HotpotQA-long with
 BM25, random sentences and the engine (one budget), then L-Eval added to the same results file
-(resume: finished records are not recomputed), the tables and the plot."""
+(resume: finished records are not recomputed), the tables and the plot; the lexical-gap needles
+(``--datasets lexgap``) with the cheap methods, through both command lines."""
 
 from __future__ import annotations
 
@@ -17,10 +18,13 @@ import pytest
 BUDGET = 256
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, module: str = "infiniretri_integrations.evaluation.evidence"
+) -> subprocess.CompletedProcess[str]:
+    """``python -m MODULE ARGS`` (the benchmark's module, or the ``infiniretri`` CLI with ``evidence`` in ARGS)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "infiniretri_integrations.evaluation.evidence", *args],
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         env=env,
@@ -111,8 +115,47 @@ def test_evidence_cli_end_to_end(shared_data: Path, model_installed: None, tmp_p
     assert (tmp_path / "t.md").read_text(encoding="utf-8") == text
 
 
+def test_evidence_cli_lexgap(shared_data: Path, essays_dir: Path, model_installed: None, tmp_path: Path) -> None:
+    from infiniretri_integrations.evaluation.lexgap import load_pairs, pair_halves, pair_order
+
+    out, table, figure = tmp_path / "lexgap.json", tmp_path / "lexgap.md", tmp_path / "lexgap.png"
+    common = ["--data", str(shared_data), "--datasets", "lexgap", "--lengths", "4k", "--split", "test"]
+    common += ["--limit", "2", "--methods", "bm25_sentences,random_sentences", "--budgets", "256,512"]
+    common += ["--out", str(out), "--threads", "1"]
+    first = run_cli(*common, "--table", str(table), "--plot", str(figure))
+    assert first.returncode == 0, first.stderr[-3000:]
+    records = records_of(out)
+    pairs = load_pairs()
+    halves = pair_halves(pairs, seed=0)
+    expected_ids = [p.id for p in pair_order(pairs, seed=0) if halves[p.id] == "test"][:2]
+    assert sorted((r["id"], r["method"], r["budget"]) for r in records) == sorted(
+        (i, m, b) for i in expected_ids for m in ("bm25_sentences", "random_sentences") for b in (256, 512)
+    )
+    for record in records:
+        assert (record["dataset"], record["setting"], record["half"]) == ("lexgap", "lexgap 4K", "test")
+        assert record["target_tokens"] == 4000 and 3900 <= record["input_tokens"] <= 4000
+        assert 0 < record["kept_tokens"] <= record["budget"]
+        assert record["supporting_recall"] in (0.0, 1.0) and record["both_paragraphs"] is None
+        assert 0.0 <= record["negatives_kept"] <= 1.0
+    text = table.read_text(encoding="utf-8")
+    assert "**lexgap 4K**, needle recall (n = 2)" in text
+    assert "**lexgap 4K**, own hard negatives kept (n = 2)" in text
+    assert "**lexgap 4K**, needle recall minus bm25_sentences (paired, n = 2)" in text
+    assert "| lexgap 4K | bm25_sentences | 256 | 2 |" in text
+    assert figure.stat().st_size > 5000
+
+    # ``infiniretri evidence`` takes the same options: the same run resumes, nothing recomputed
+    again = run_cli("evidence", *common, module="infiniretri_integrations.cli")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "lexgap 4K" not in again.stderr and "**lexgap 4K**, needle recall (n = 2)" in again.stdout
+    assert records_of(out) == records
+
+
 def test_evidence_cli_bad_input(tmp_path: Path) -> None:
     missing = run_cli("--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.json"), "--methods", "cheap")
     assert missing.returncode == 2 and "--data: no such folder" in missing.stderr
     unknown = run_cli("--data", str(tmp_path), "--methods", "bm25,nope")
     assert unknown.returncode == 2 and "unknown methods" in unknown.stderr
+    no_essays = run_cli("--data", str(tmp_path), "--datasets", "lexgap", "--methods", "cheap")
+    essays = str(tmp_path / "niah_paulgraham" / "PaulGrahamEssays")
+    assert no_essays.returncode == 2 and f"no essays folder {essays!r}" in no_essays.stderr

@@ -11,6 +11,11 @@ Data (:mod:`infiniretri_integrations.evaluation.evidence_data`):
   at seeded varied positions.
 * ``leval``: L-Eval questions whose short gold answer occurs in the document (natural_question,
   scientific_qa, multidoc_qa, legal_contract_qa), documents up to a token cap.
+* ``lexgap`` (asked for by name; not in the default ``--datasets``): the lexical-gap needles
+  (:mod:`~infiniretri_integrations.evaluation.lexgap`), each needle planted with its pair's hard
+  negatives in the Paul Graham essays (``<data>/niah_paulgraham/PaulGrahamEssays``) at 4K / 16K /
+  64K tokens (its default ``--lengths``); ``--split``, ``--seed`` and ``--limit`` (first N pairs of
+  the half) as for HotpotQA.
 
 Metrics, per question (means with seeded percentile-bootstrap 95% CIs over questions):
 
@@ -19,6 +24,9 @@ Metrics, per question (means with seeded percentile-bootstrap 95% CIs over quest
   spans.
 * ``both_paragraphs`` (HotpotQA): 1 when, for each of the two gold paragraphs, at least one of its
   supporting sentences is covered (the multi-hop question then has both of its hops).
+* on ``lexgap``, ``supporting_recall`` is needle recall (1 when the needle sentence is covered,
+  the same 50% rule) and ``negatives_kept`` the fraction of the pair's own hard negatives covered
+  (a field only lexgap records have); ``both_paragraphs`` is ``None``.
 * ``answer_recall``: 1 when the normalised gold answer (LongBench normalisation) occurs as whole
   words in the normalised kept text. Yes/no answers (8 of the 100 HotpotQA questions, a few L-Eval ones) are
   excluded (``None``): the word occurs anywhere.
@@ -54,6 +62,9 @@ Example::
         --data ../shared/data --lengths 8k,32k --methods bm25_sentences,minilm_sentences,random_sentences \\
         --out docs/results/evidence/baselines.json --table docs/results/evidence/baselines.md \\
         --plot docs/results/evidence/baselines.png
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python -m infiniretri_integrations.evaluation.evidence \\
+        --data ../shared/data --datasets lexgap --lengths 4k,16k --split test --budgets 256,512 \\
+        --methods infiniretri,bm25_sentences,minilm_sentences,random_sentences --out lexgap.json
 
 The package: :mod:`.data` (settings, loading the samples), :mod:`.metrics` (spans against the
 gold evidence, the bootstrap CI), :mod:`.methods` (the methods and the budget cut),
@@ -67,17 +78,22 @@ from infiniretri_integrations.evaluation.evidence.cli import configure_parser, m
 from infiniretri_integrations.evaluation.evidence.data import (
     BUDGETS,
     COVERAGE,
+    DATASET_LENGTHS,
     DATASETS,
+    DEFAULT_DATASETS,
     DEFAULT_SEED,
     HOTPOT_FILE,
     LENGTHS,
     LEVAL_FOLDER,
     LEVAL_TASKS,
+    LEXGAP_FOLDER,
     RESAMPLES,
     RESULTS_KEY,
     YES_NO,
     EvidenceSample,
     Span,
+    check_inputs,
+    dataset_lengths,
     load_samples,
 )
 from infiniretri_integrations.evaluation.evidence.methods import (
@@ -103,11 +119,14 @@ from infiniretri_integrations.evaluation.evidence.metrics import (
     kept_text,
     locate_pieces,
     merge_spans,
+    negatives_kept,
+    span_covered,
 )
 from infiniretri_integrations.evaluation.evidence.report import (
     SUMMARY_METRICS,
     compact_tables,
     markdown_table,
+    metric_label,
     paired_differences,
     paired_table,
     plot,
@@ -126,6 +145,8 @@ __all__ = [
     "CHEAP_METHODS",
     "COVERAGE",
     "DATASETS",
+    "DATASET_LENGTHS",
+    "DEFAULT_DATASETS",
     "DEFAULT_METHODS",
     "DEFAULT_SEED",
     "FIXED_META",
@@ -133,6 +154,7 @@ __all__ = [
     "LENGTHS",
     "LEVAL_FOLDER",
     "LEVAL_TASKS",
+    "LEXGAP_FOLDER",
     "METHODS",
     "RESAMPLES",
     "RESULTS_KEY",
@@ -150,10 +172,12 @@ __all__ = [
     "base_method",
     "best_f1",
     "bootstrap_ci",
+    "check_inputs",
     "compact_tables",
     "configure_parser",
     "covered_fraction",
     "cut_to_budgets",
+    "dataset_lengths",
     "evidence_metrics",
     "hotpot_samples",
     "in_document_order",
@@ -164,6 +188,8 @@ __all__ = [
     "main",
     "markdown_table",
     "merge_spans",
+    "metric_label",
+    "negatives_kept",
     "normalize_answer",
     "paired_differences",
     "paired_table",
@@ -176,6 +202,7 @@ __all__ = [
     "report",
     "run",
     "run_benchmark",
+    "span_covered",
     "summarize",
     "units_kept",
     "write_results",

@@ -16,12 +16,15 @@ from infiniretri_integrations.cli_common import name_list, positive_token_count,
 from infiniretri_integrations.evaluation.evidence.data import (
     BUDGETS,
     COVERAGE,
+    DATASET_LENGTHS,
     DATASETS,
+    DEFAULT_DATASETS,
     DEFAULT_SEED,
-    LENGTHS,
     LEVAL_TASKS,
+    LEXGAP_FOLDER,
     RESAMPLES,
     RESULTS_KEY,
+    check_inputs,
     load_samples,
 )
 from infiniretri_integrations.evaluation.evidence.methods import CHEAP_METHODS, DEFAULT_METHODS, METHODS, parse_variant
@@ -49,13 +52,26 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         if not taken.intersection(flags):
             parser.add_argument(*flags, **kwargs)
 
-    option("--data", required=True, metavar="DIR", help="shared data folder (with hotpotqa/ and leval/)")
-    option("--datasets", type=name_list, default=list(DATASETS), help=f"comma-separated subset of {','.join(DATASETS)}")
+    option(
+        "--data",
+        required=True,
+        metavar="DIR",
+        help=f"shared data folder (with hotpotqa/, leval/ and, for lexgap, {LEXGAP_FOLDER}/)",
+    )
+    option(
+        "--datasets",
+        type=name_list,
+        default=list(DEFAULT_DATASETS),
+        help=f"comma-separated subset of {','.join(DATASETS)} (default {','.join(DEFAULT_DATASETS)}; lexgap: the "
+        "lexical-gap needles in the Paul Graham essays, needle recall as the headline metric)",
+    )
+    defaults = "; ".join(f"{d} {','.join(_k(n) for n in lengths)}" for d, lengths in DATASET_LENGTHS.items())
     option(
         "--lengths",
         type=token_count_list,
-        default=list(LENGTHS),
-        help="HotpotQA-long input lengths (default 8k,32k,128k)",
+        default=None,
+        help=f"input lengths in tokens of hotpotqa-long and lexgap, each run at every length given (L-Eval keeps "
+        f"its documents: see --leval-max-tokens); default: each dataset's own ({defaults})",
     )
     option("--budgets", type=token_count_list, default=list(BUDGETS), help="kept-token budgets (default 256,512,1024)")
     option(
@@ -77,7 +93,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     option("--scoring-model", metavar="PATH", help="a separate scoring model for the engine (folder or .gguf)")
     option("--split", choices=("calibration", "test", "all"), default="all", help="which half to run")
     option("--seed", type=int, default=DEFAULT_SEED, help=f"split/data/random seed (default {DEFAULT_SEED})")
-    option("--limit", type=positive_token_count, help="first N HotpotQA questions (of the chosen split)")
+    option(
+        "--limit",
+        type=positive_token_count,
+        help="first N HotpotQA questions and first N lexgap pairs (of the chosen split; L-Eval: --leval-questions)",
+    )
     option("--leval-tasks", type=name_list, default=list(LEVAL_TASKS), help=f"default {','.join(LEVAL_TASKS)}")
     option("--leval-questions", type=positive_token_count, default=80, help="L-Eval questions in all (default 80)")
     option(
@@ -113,6 +133,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     option("--threads", type=positive_token_count, help="torch intra-op threads")
     option("--quiet", action="store_true", help="no progress lines on stderr")
     option("--report-only", action="store_true", help="only print/write the tables and plot of --out (no run)")
+
+
+def _k(tokens: int) -> str:
+    """``8000`` -> ``"8k"`` (how the help writes a default length)."""
+    return f"{tokens // 1000}k" if tokens % 1000 == 0 else str(tokens)
 
 
 def _methods(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
@@ -159,8 +184,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     methods = _methods(args)
     if not Path(args.data).is_dir():
-        msg = f"--data: no such folder {str(args.data)!r} (expected the shared data folder with hotpotqa/ and leval/)"
+        msg = (
+            f"--data: no such folder {str(args.data)!r} "
+            "(expected the shared data folder with hotpotqa/, leval/ and niah_paulgraham/)"
+        )
         raise FileNotFoundError(msg)
+    check_inputs(args)
     if getattr(args, "threads", None):
         import torch
 
@@ -190,7 +219,8 @@ def run(args: argparse.Namespace) -> int:
         "scoring_model": getattr(args, "scoring_model", None),
         "variants": {name: options for name, options in methods if options},
         "budget_rule": "units in score order, each added if it still fits, until none fits; document order",
-        "split": "questions shuffled once by seed, alternately calibration/test (L-Eval: per task)",
+        "split": "questions shuffled once by seed, alternately calibration/test "
+        "(L-Eval: per task; lexgap: per category)",
     }
     data = run_benchmark(
         bench,

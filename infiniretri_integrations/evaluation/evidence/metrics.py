@@ -1,6 +1,10 @@
 """What the evidence benchmark measures: kept character spans against the gold evidence
-(supporting-sentence coverage, both hops, answer recall), the bootstrap CI, and locating a kept
-text (the reference package's) in the sample's text.
+(supporting-sentence coverage, both hops, answer recall; on the lexical-gap needles the needle and
+the pair's own hard negatives kept), the bootstrap CI, and locating a kept text (the reference
+package's) in the sample's text.
+
+One rule decides whether a sentence is kept, everywhere: :func:`span_covered` (at least
+``COVERAGE`` of its characters inside the kept spans).
 
 Example:
     >>> merge_spans([(5, 8), (0, 2), (2, 3), (7, 10)])
@@ -47,23 +51,61 @@ def covered_fraction(span: Span, kept: Sequence[Span]) -> float:
     return inside / (end - start)
 
 
+def span_covered(span: Span, kept: Sequence[Span]) -> bool:
+    """Whether at least :data:`~.data.COVERAGE` (half) of ``span``'s characters lie inside the
+    ``kept`` spans (merged first, so overlapping spans count once): the rule for a gold sentence,
+    a lexical-gap needle and a hard negative alike.
+
+    Example:
+        >>> span_covered((10, 20), [(0, 12), (14, 18)]), span_covered((10, 20), [(0, 14), (12, 14)])
+        (True, False)
+    """
+    return covered_fraction(span, merge_spans(kept)) >= COVERAGE
+
+
+def negatives_kept(sample: EvidenceSample, spans: Sequence[Span]) -> float | None:
+    """The fraction of a lexical-gap sample's own hard negatives (``metadata["negatives"]``, the
+    pair's sentences that hold the question's words but do not answer) that ``spans`` keep
+    (:func:`span_covered`); ``None`` for samples without them (HotpotQA-long, L-Eval).
+
+    Example:
+        >>> negatives = {"negatives": [[0, 3], [4, 7]]}
+        >>> sample = EvidenceSample("lexgap", "x", "q", ("A",), "N1. N2. A ate.", "test", metadata=negatives)
+        >>> negatives_kept(sample, [(0, 3)]), negatives_kept(sample, [(8, 14)])
+        (0.5, 0.0)
+    """
+    negatives = sample.metadata.get("negatives")
+    if not negatives:
+        return None
+    kept = merge_spans(spans)
+    return sum(span_covered((start, end), kept) for start, end in negatives) / len(negatives)
+
+
 def kept_text(text: str, spans: Sequence[Span]) -> str:
     """The kept pieces of ``text`` in document order, separated by blank lines."""
     return "\n\n".join(text[s:e].strip() for s, e in merge_spans(spans) if text[s:e].strip())
 
 
 def evidence_metrics(sample: EvidenceSample, spans: Sequence[Span]) -> dict[str, float | None]:
-    """``supporting_recall``, ``both_paragraphs`` (``None`` without supporting facts) and
-    ``answer_recall`` (``None`` for yes/no answers) of the kept ``spans``."""
+    """``supporting_recall``, ``both_paragraphs`` (``None`` without supporting facts or gold
+    paragraphs) and ``answer_recall`` (``None`` for yes/no answers) of the kept ``spans``; for a
+    lexical-gap sample (one with hard negatives) also ``negatives_kept`` (:func:`negatives_kept`), a
+    key the other datasets' results do not have. On a lexical-gap sample ``supporting_recall`` is
+    needle recall (1.0 when the needle sentence is kept, else 0.0) and ``both_paragraphs`` is
+    ``None``."""
     kept = merge_spans(spans)
     result: dict[str, float | None] = {"supporting_recall": None, "both_paragraphs": None}
     if sample.supporting:
-        covered = [covered_fraction((s, e), kept) >= COVERAGE for s, e, _ in sample.supporting]
+        covered = [span_covered((s, e), kept) for s, e, _ in sample.supporting]
         result["supporting_recall"] = sum(covered) / len(covered)
-        paragraphs = {p for (_, _, p), hit in zip(sample.supporting, covered, strict=True) if hit}
-        result["both_paragraphs"] = float(paragraphs == {p for _, _, p in sample.supporting})
+        if sample.gold_passages:
+            paragraphs = {p for (_, _, p), hit in zip(sample.supporting, covered, strict=True) if hit}
+            result["both_paragraphs"] = float(paragraphs == {p for _, _, p in sample.supporting})
     answers = [a for a in sample.answers if normalize_answer(a) not in YES_NO]
     result["answer_recall"] = float(answer_in_text(answers, kept_text(sample.text, kept))) if answers else None
+    negatives = negatives_kept(sample, kept)
+    if negatives is not None:
+        result["negatives_kept"] = negatives
     return result
 
 

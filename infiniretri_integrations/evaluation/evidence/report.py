@@ -1,6 +1,11 @@
 """The evidence benchmark's report: per (setting, method, budget) means with bootstrap 95% CIs
 (:func:`summarize`), the markdown tables, paired differences from a baseline, and the
 recall-vs-budget plot.
+
+Each setting has one headline metric (:func:`primary_metric`): supporting recall on HotpotQA-long,
+needle recall (the same ``supporting_recall`` field) on the lexical-gap needles, answer recall on
+L-Eval. The lexical-gap settings also show ``negatives_kept``, the fraction of the pair's own hard
+negatives kept.
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ from infiniretri_integrations.evaluation.evidence.data import DATASETS, DEFAULT_
 from infiniretri_integrations.evaluation.evidence.methods import METHODS, base_method
 from infiniretri_integrations.evaluation.evidence.metrics import bootstrap_ci
 
-SUMMARY_METRICS = ("supporting_recall", "both_paragraphs", "answer_recall", "f1")
+SUMMARY_METRICS = ("supporting_recall", "both_paragraphs", "answer_recall", "f1", "negatives_kept")
+"""The record fields :func:`summarize` averages (``None`` in a row where no record has one)."""
+SUPPORTING_DATASETS = ("hotpotqa-long", "lexgap")
+"""Datasets whose headline metric is ``supporting_recall`` (the others': ``answer_recall``)."""
 
 
 def summarize(
@@ -70,12 +78,19 @@ def _cell(value: dict[str, Any] | None, scale: float = 1.0) -> str:
 
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-    """The summary as a markdown table (F1 as LongBench reports it: x 100)."""
+    """The summary as a markdown table (F1 as LongBench reports it: x 100). Supporting recall is
+    needle recall on the lexical-gap rows; a column of their own hard negatives kept is added when
+    any row has one."""
     with_f1 = any(r["f1"] is not None for r in rows)
-    header = "| setting | method | budget | n | kept tokens | supporting recall | both paragraphs | answer recall (n) |"
+    with_negatives = any(r.get("negatives_kept") is not None for r in rows)
+    recall = "supporting recall (lexgap: needle)" if with_negatives else "supporting recall"
+    header = f"| setting | method | budget | n | kept tokens | {recall} | both paragraphs | answer recall (n) |"
     rule = "|---|---|---:|---:|---:|---|---|---|"
     if with_f1:
         header += " reader F1 |"
+        rule += "---|"
+    if with_negatives:
+        header += " own hard negatives kept |"
         rule += "---|"
     lines = [header, rule]
     for row in rows:
@@ -89,35 +104,64 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
         )
         if with_f1:
             line += f" {_cell(row['f1'], 100)} |"
+        if with_negatives:
+            line += f" {_cell(row.get('negatives_kept'))} |"
         lines.append(line)
     return "\n".join(lines)
 
 
 def primary_metric(setting: str) -> str:
-    """The headline metric of a setting: supporting recall on HotpotQA-long, answer recall else."""
-    return "supporting_recall" if setting.startswith("hotpotqa") else "answer_recall"
+    """The headline metric of a setting: supporting recall on HotpotQA-long and on the
+    lexical-gap needles (there: needle recall), answer recall else.
+
+    Example:
+        >>> primary_metric("hotpotqa-long 8K"), primary_metric("lexgap 4K"), primary_metric("leval")
+        ('supporting_recall', 'supporting_recall', 'answer_recall')
+    """
+    supporting = setting.startswith("hotpotqa") or setting.partition(" ")[0] in SUPPORTING_DATASETS
+    return "supporting_recall" if supporting else "answer_recall"
+
+
+def metric_label(setting: str, metric: str) -> str:
+    """How the tables and the plot name ``metric`` for ``setting``.
+
+    Example:
+        >>> metric_label("lexgap 4K", "supporting_recall"), metric_label("hotpotqa-long 8K", "supporting_recall")
+        ('needle recall', 'supporting recall')
+        >>> metric_label("lexgap 4K", "negatives_kept")
+        'own hard negatives kept'
+    """
+    if setting.partition(" ")[0] == "lexgap" and metric == "supporting_recall":
+        return "needle recall"
+    if metric == "negatives_kept":
+        return "own hard negatives kept"
+    return metric.replace("_", " ")
 
 
 def compact_tables(rows: Sequence[dict[str, Any]]) -> str:
-    """Per setting, its headline metric as method rows x budget columns (mean [95% CI])."""
+    """Per setting, its headline metric as method rows x budget columns (mean [95% CI]); on the
+    lexical-gap settings a second such table of the pair's own hard negatives kept."""
     parts = []
     for setting in dict.fromkeys(r["setting"] for r in rows):
-        metric = primary_metric(setting)
-        here = [r for r in rows if r["setting"] == setting and r[metric] is not None]
-        budgets = sorted({r["budget"] for r in here}, key=lambda b: math.inf if b is None else b)
-        if not here:
-            continue
-        n = max(r[metric]["n"] for r in here)
-        lines = [
-            f"**{setting}**, {metric.replace('_', ' ')} (n = {n})",
-            "",
-            "| method | " + " | ".join("as kept" if b is None else str(b) for b in budgets) + " |",
-            "|---|" + "---|" * len(budgets),
-        ]
-        for method in dict.fromkeys(r["method"] for r in here):
-            cells = {r["budget"]: _cell(r[metric]) for r in here if r["method"] == method}
-            lines.append(f"| {method} | " + " | ".join(cells.get(b, "") for b in budgets) + " |")
-        parts.append("\n".join(lines))
+        metrics = [primary_metric(setting)]
+        if any(r["setting"] == setting and r.get("negatives_kept") is not None for r in rows):
+            metrics.append("negatives_kept")
+        for metric in metrics:
+            here = [r for r in rows if r["setting"] == setting and r.get(metric) is not None]
+            budgets = sorted({r["budget"] for r in here}, key=lambda b: math.inf if b is None else b)
+            if not here:
+                continue
+            n = max(r[metric]["n"] for r in here)
+            lines = [
+                f"**{setting}**, {metric_label(setting, metric)} (n = {n})",
+                "",
+                "| method | " + " | ".join("as kept" if b is None else str(b) for b in budgets) + " |",
+                "|---|" + "---|" * len(budgets),
+            ]
+            for method in dict.fromkeys(r["method"] for r in here):
+                cells = {r["budget"]: _cell(r[metric]) for r in here if r["method"] == method}
+                lines.append(f"| {method} | " + " | ".join(cells.get(b, "") for b in budgets) + " |")
+            parts.append("\n".join(lines))
     return "\n\n".join(parts)
 
 
@@ -165,7 +209,7 @@ def paired_table(rows: Sequence[dict[str, Any]], baseline: str) -> str:
         here = [r for r in rows if r["setting"] == setting]
         budgets = sorted({r["budget"] for r in here})
         lines = [
-            f"**{setting}**, {primary_metric(setting).replace('_', ' ')} minus {baseline} "
+            f"**{setting}**, {metric_label(setting, primary_metric(setting))} minus {baseline} "
             f"(paired, n = {max(r['n'] for r in here)})",
             "",
             "| method | " + " | ".join(str(b) for b in budgets) + " |",
@@ -204,8 +248,9 @@ def report(
 
 
 def plot(data: dict[str, Any], path: str | Path, half: str = "test", seed: int = DEFAULT_SEED) -> Path:
-    """Recall vs budget per method with 95% CI bars, one panel per dataset/length: supporting
-    recall for HotpotQA-long, answer recall for L-Eval."""
+    """Recall vs budget per method with 95% CI bars, one panel per dataset/length: each setting's
+    headline metric (:func:`primary_metric`: supporting recall for HotpotQA-long, needle recall for
+    the lexical-gap needles, answer recall for L-Eval)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -233,7 +278,7 @@ def plot(data: dict[str, Any], path: str | Path, half: str = "test", seed: int =
         axis.set_xscale("log", base=2)
         axis.set_xticks(sorted({r["budget"] for r in here}), [str(b) for b in sorted({r["budget"] for r in here})])
         axis.set_xlabel("kept-token budget (reader tokens)")
-        axis.set_ylabel(metric.replace("_", " "))
+        axis.set_ylabel(metric_label(setting, metric))
         axis.set_ylim(0, 1.02)
         axis.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="lower right")
