@@ -403,3 +403,55 @@ def question_attention(
     for layer in layers[1:]:
         total = total + rows[layer]
     return total
+
+
+def decoder_layers(lm: LocalModel) -> Sequence[torch.nn.Module]:
+    """The model's decoder layers, in order (``model.get_decoder().layers``)."""
+    decoder = lm.model.get_decoder() if hasattr(lm.model, "get_decoder") else getattr(lm.model, "model", None)
+    layers = getattr(decoder, "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList) or len(layers) < lm.num_layers:
+        msg = f"cannot find the decoder layers of {type(lm.model).__name__} (expected model.get_decoder().layers)"
+        raise RuntimeError(msg)
+    return layers
+
+
+@dataclass
+class StatesCapture:
+    """Hidden states entering one layer, one ``[batch, length, hidden]`` tensor per forward call
+    made inside :func:`capturing_states` (float32, on the CPU)."""
+
+    layer: int
+    calls: list[torch.Tensor] = field(default_factory=list)
+
+
+@contextmanager
+def capturing_states(lm: LocalModel, layer: int) -> Iterator[StatesCapture]:
+    """Record the hidden states entering decoder layer ``layer`` in every forward run inside the
+    block (a forward pre-hook; the forward itself is unchanged). A scoring pass reaches the layer
+    when it is at most its deepest scoring layer.
+
+    Example:
+        >>> with capturing_states(lm, 9) as states:  # doctest: +SKIP
+        ...     question_attention(lm, ids, row_start, [18])
+        >>> states.calls[0].shape  # doctest: +SKIP
+        torch.Size([1, length, 576])
+    """
+    capture = StatesCapture(layer)
+
+    def record(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        hidden = args[0] if args else kwargs["hidden_states"]
+        capture.calls.append(hidden.detach().float().cpu())
+
+    handle = decoder_layers(lm)[layer].register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        yield capture
+    finally:
+        handle.remove()
+
+
+def hidden_states_at(lm: LocalModel, input_ids: torch.Tensor, layer: int) -> torch.Tensor:
+    """``[length, hidden]`` hidden states of ``input_ids`` (``[1, length]``) entering ``layer``,
+    from a forward that stops there (float32)."""
+    with capturing_states(lm, layer) as states:
+        _run_until_stop(lm, input_ids, _Capture(layers=frozenset(), row_start=0, heads=None, stop_at=layer))
+    return states.calls[0][0]

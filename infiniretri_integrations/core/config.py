@@ -36,6 +36,14 @@ DEFAULT_FUSION_WEIGHT = 2.5
 """Weight of the lexical signal's reciprocal rank relative to attention's when ``fusion_weight``
 is unset (chosen on the calibration half of HotpotQA-long; see docs/evaluation.md)."""
 
+DEFAULT_SIMILARITY_WEIGHT = 1.0
+"""Weight of the similarity signal's reciprocal rank relative to attention's when
+``similarity_weight`` is unset (chosen on the calibration halves; see docs/evaluation.md)."""
+
+SIMILARITY_DEPTH = 0.3
+"""With ``similarity_layer`` unset, the similarity reads the hidden states entering this fraction
+of the model's depth (layer 9 of SmolLM2's 30), or the deepest scoring layer when that is shallower."""
+
 DEFAULT_CANDIDATE_COVERAGE = 0.25
 """Share of ``candidate_tokens`` spent on evenly spaced coverage windows when
 ``candidate_coverage`` is unset (the rest goes to the best BM25 sentences and their neighbours)."""
@@ -194,6 +202,21 @@ class RetrievalConfig:
         content_free: subtract the attention a content-free question (``"N/A"``) puts on each
             context token (ICR). The context is encoded once per pass and shared by both
             questions, so the extra cost is one pass over the question tokens.
+        similarity: a second signal of the scoring model's own, fused with attention by
+            reciprocal rank over every sentence read (:mod:`~infiniretri_integrations.core.similarity`):
+            the cosine between the question and each sentence in the model's standardised hidden
+            states. ``"hidden"`` (default) reads the states entering ``similarity_layer``, captured in
+            the scoring passes (no extra pass over the context; one short forward of the question
+            alone); ``"embeddings"`` reads the input embeddings (no forward at all); ``None`` leaves
+            attention (and ``fusion``) alone. It finds evidence that shares no word with the
+            question, which neither attention nor BM25 does. With ``fusion_stage="pass"`` the lexical
+            signal also chooses what each pass carries, and the final cut fuses all three signals
+            over every sentence read.
+        similarity_layer: the layer whose incoming hidden states ``"hidden"`` reads (unset:
+            :data:`SIMILARITY_DEPTH` of the model's depth, at most the deepest scoring layer; a
+            deeper layer makes every pass run further). Only with ``similarity="hidden"``.
+        similarity_weight: weight (> 0) of the similarity's reciprocal rank relative to
+            attention's (unset: :data:`DEFAULT_SIMILARITY_WEIGHT`). Only with ``similarity``.
         candidate_tokens: the cascade (``None``, unset: off, every token is read). When set, the
             chunk loop reads only a candidate set of at most this many tokens (of the scoring
             model) chosen by BM25 over all sentences: each document's first sentence, evenly
@@ -238,6 +261,9 @@ class RetrievalConfig:
     fusion_weight: float | None = None
     fusion_stage: Literal["final", "pass"] | None = None
     content_free: bool = False
+    similarity: str | None = "hidden"
+    similarity_layer: int | None = None
+    similarity_weight: float | None = None
     candidate_tokens: int | None = None
     candidate_coverage: float | None = None
     top_k: InitVar[int | None] = None
@@ -281,6 +307,7 @@ class RetrievalConfig:
             )
             raise ValueError(msg)
         self._validate_fusion()
+        self._validate_similarity()
         self._validate_cascade()
         if (
             self.max_sentence_tokens is not None
@@ -324,6 +351,36 @@ class RetrievalConfig:
             )
             raise ValueError(msg)
 
+    def _validate_similarity(self) -> None:
+        from infiniretri_integrations.core.similarity import SIMILARITY_SIGNALS
+
+        if self.similarity is None:
+            given = {"similarity_layer": self.similarity_layer, "similarity_weight": self.similarity_weight}
+            named = ", ".join(f"{k}={v!r}" for k, v in given.items() if v is not None)
+            if named:
+                msg = f"{named} applies only with similarity; similarity=None uses no similarity options"
+                raise ValueError(msg)
+            return
+        if self.similarity not in SIMILARITY_SIGNALS:
+            msg = f"similarity must be None or one of {list(SIMILARITY_SIGNALS)}, got {self.similarity!r}"
+            raise ValueError(msg)
+        if self.similarity_layer is not None:
+            if self.similarity != "hidden":
+                msg = (
+                    f"similarity_layer={self.similarity_layer!r} applies only with similarity='hidden' "
+                    f"(similarity={self.similarity!r} reads no layer)"
+                )
+                raise ValueError(msg)
+            if not isinstance(self.similarity_layer, int) or isinstance(self.similarity_layer, bool):
+                msg = f"similarity_layer must be a layer index (int), got {self.similarity_layer!r}"
+                raise ValueError(msg)
+        weight = self.similarity_weight
+        if weight is not None and (
+            not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 < weight < float("inf")
+        ):
+            msg = f"similarity_weight must be a finite number > 0, got {weight!r}; similarity=None switches it off"
+            raise ValueError(msg)
+
     def _validate_cascade(self) -> None:
         coverage = self.candidate_coverage
         if coverage is None:
@@ -356,6 +413,13 @@ class RetrievalConfig:
         if self.fusion is None:
             return None
         return float(self.fusion_weight) if self.fusion_weight is not None else DEFAULT_FUSION_WEIGHT
+
+    @property
+    def effective_similarity_weight(self) -> float | None:
+        """``similarity_weight`` or its default; ``None`` without ``similarity``."""
+        if self.similarity is None:
+            return None
+        return float(self.similarity_weight) if self.similarity_weight is not None else DEFAULT_SIMILARITY_WEIGHT
 
     @property
     def effective_candidate_coverage(self) -> float | None:

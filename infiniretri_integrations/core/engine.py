@@ -51,6 +51,13 @@ from infiniretri_integrations.core.progress import progress_bar
 from infiniretri_integrations.core.prompting import PromptLayout, build_layout
 from infiniretri_integrations.core.scoring_setup import scoring_setup
 from infiniretri_integrations.core.segmentation import SentenceSplitter, segment_documents
+from infiniretri_integrations.core.similarity import (
+    SentenceVectors,
+    TokenWeights,
+    embedding_vectors,
+    sentence_similarity,
+    similarity_layer,
+)
 from infiniretri_integrations.core.selection import (
     Carry,
     Kept,
@@ -388,6 +395,7 @@ class InfiniRetriEngine:
             spec.on_forward or self.on_forward,
             self._reader_sizes(sentences),
             batch_size,
+            similarity_layer(cfg, lm.num_layers, layers),
         )
         fused = [dict(zip(sentences, scores, strict=True)) for scores in lexical] if lexical and cfg.fusion else None
         runs = [
@@ -395,9 +403,28 @@ class InfiniRetriEngine:
             for i, (question, layout, carry) in enumerate(zip(questions, layouts, carries, strict=True))
         ]
         clock = time.perf_counter()
+        self._attach_vectors(runs, sentences, scorer)
+        stages["similarity"] = time.perf_counter() - clock
+        clock = time.perf_counter()
         groups = _groups(sentences, runs, lexical, cfg, chunk_size, mode)
         stages["candidates"] = time.perf_counter() - clock
         return _Prepared(started, docs, skipped, sentences, groups, scorer, mode, runs, stages)
+
+    @staticmethod
+    def _attach_vectors(runs: Sequence[QuestionRun], sentences: Sequence[Sentence], scorer: Scorer) -> None:
+        """Each run's sentence vectors for ``similarity``: empty ones the passes fill (``"hidden"``,
+        smooth-inverse-frequency weighted over this input's tokens), or one set from the input
+        embeddings shared by every run (``"embeddings"``)."""
+        if scorer.cfg.similarity is None:
+            return
+        if scorer.states_layer is not None:
+            weights = TokenWeights.of(sentences)
+            for run in runs:
+                run.vectors = SentenceVectors(weights)
+            return
+        shared = embedding_vectors(scorer.lm, sentences, TokenWeights.uniform())
+        for run in runs:
+            run.vectors = shared
 
     def _default_batch_size(self) -> int:
         return 1 if self.scoring_local_model.device.type == "cpu" else DEFAULT_BATCH_SIZE
@@ -486,7 +513,12 @@ class InfiniRetriEngine:
         scorer = prepared.scorer
         results = []
         for run in prepared.runs:
-            kept = final_selection(run.working_set, run.attention, run.lexical, scorer.cfg, scorer.reader)
+            similarity = (
+                None
+                if run.vectors is None
+                else sentence_similarity(scorer.lm, run.vectors, run.question, scorer.states_layer, list(run.attention))
+            )
+            kept = final_selection(run.working_set, run.attention, run.lexical, scorer.cfg, scorer.reader, similarity)
             retrieved = [_retrieved(k, prepared.docs, scorer.reader(k.sentence)) for k in kept]
             group = prepared.group_of(run)
             stats = RetrievalStats(

@@ -12,13 +12,16 @@ Three ways to run a pass, registered in :data:`PASS_MODES`:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from infiniretri_integrations.core.attention import (
+    StatesCapture,
     batched_question_attention,
+    capturing_states,
     question_attention,
     shared_prefix_attention,
 )
@@ -27,6 +30,7 @@ from infiniretri_integrations.core.models import LocalModel
 from infiniretri_integrations.core.prompting import PromptLayout, build_layout
 from infiniretri_integrations.core.scoring import content_free_scores, context_scores, question_weights
 from infiniretri_integrations.core.selection import Carry, Kept, SentenceSize, keep_pass, scoring_tokens
+from infiniretri_integrations.core.similarity import SentenceVectors
 from infiniretri_integrations.core.types import ForwardHook, ForwardPass, Sentence
 
 CONTENT_FREE_QUESTION = "N/A"
@@ -52,6 +56,18 @@ class Scorer:
     """Sentence sizes in the answering model's tokens (the unit of every token budget)."""
     batch_size: int = 1
     """Questions per batched forward (``"batched"`` mode)."""
+    states_layer: int | None = None
+    """With ``similarity="hidden"``: the layer whose incoming hidden states each pass records."""
+
+    @contextlib.contextmanager
+    def states(self) -> Iterator[StatesCapture | None]:
+        """Record the hidden states entering :attr:`states_layer` in the forwards of the block
+        (``None`` when no similarity reads them)."""
+        if self.states_layer is None:
+            yield None
+            return
+        with capturing_states(self.lm, self.states_layer) as capture:
+            yield capture
 
     @property
     def pad_id(self) -> int:
@@ -86,6 +102,16 @@ class QuestionRun:
     working_set: list[Kept] = field(default_factory=list)
     attention: dict[Sentence, float] = field(default_factory=dict)
     weights: torch.Tensor | None = None
+    vectors: SentenceVectors | None = None
+    """With ``similarity``: the sentences' vectors (recorded by the passes for ``"hidden"``)."""
+
+    def record_states(self, candidates: Sequence[Sentence], capture: StatesCapture | None, row: int, span: tuple[int, int]) -> None:
+        """Record the states of the candidates first read in this pass (``span``: the context's
+        positions in batch row ``row`` of the pass's first forward)."""
+        if capture is None or self.vectors is None or not capture.calls:
+            return
+        start, end = span
+        self.vectors.add(candidates, capture.calls[0][row, start:end])
 
     def candidates(self, chunk: Sequence[Sentence]) -> list[Sentence]:
         return [*(k.sentence for k in self.working_set), *chunk]
@@ -135,21 +161,23 @@ def single_pass(runs: Sequence[QuestionRun], index: int, chunk: Sequence[Sentenc
         ids, context_start, context_end, question_start = run.layout.assemble(_ids(candidates))
         spans = (context_start, context_end, question_start)
         neutral = scorer.neutral_suffix(run.layout)
-        if neutral is None:
-            fed = _padded([ids], scorer.pad_id)
-            scorer.report(index, fed, len(ids), question_start)
-            rows = question_attention(scorer.lm, fed, question_start, scorer.layers, scorer.heads)
-            scores = run.score(rows[: len(ids) - question_start, : len(ids)].cpu(), None, spans, scorer.cfg)
-        else:
-            fed = torch.tensor([ids])
-            scorer.report(index, fed, len(ids), question_start)
-            rows, neutral_rows = (
-                r.cpu()
-                for r in shared_prefix_attention(
-                    scorer.lm, fed[:, :question_start], [fed[:, question_start:], neutral], scorer.layers, scorer.heads
+        with scorer.states() as states:
+            if neutral is None:
+                fed = _padded([ids], scorer.pad_id)
+                scorer.report(index, fed, len(ids), question_start)
+                rows = question_attention(scorer.lm, fed, question_start, scorer.layers, scorer.heads)
+                scores = run.score(rows[: len(ids) - question_start, : len(ids)].cpu(), None, spans, scorer.cfg)
+            else:
+                fed = torch.tensor([ids])
+                scorer.report(index, fed, len(ids), question_start)
+                rows, neutral_rows = (
+                    r.cpu()
+                    for r in shared_prefix_attention(
+                        scorer.lm, fed[:, :question_start], [fed[:, question_start:], neutral], scorer.layers, scorer.heads
+                    )
                 )
-            )
-            scores = run.score(rows, neutral_rows, spans, scorer.cfg)
+                scores = run.score(rows, neutral_rows, spans, scorer.cfg)
+        run.record_states(candidates, states, 0, (context_start, context_end))
         run.keep(candidates, scores, scorer)
 
 
@@ -161,10 +189,14 @@ def _batched_group(runs: Sequence[QuestionRun], index: int, chunk: Sequence[Sent
     for row, (ids, _, _, question_start) in enumerate(assembled):
         scorer.report(index, fed[row : row + 1], len(ids), question_start)
     spans = [(question_start, len(ids)) for ids, _, _, question_start in assembled]
-    rows = batched_question_attention(scorer.lm, fed, spans, scorer.layers, scorer.heads)
-    for run, sentences, (_, *positions), question_rows in zip(runs, candidates, assembled, rows, strict=True):
+    with scorer.states() as states:
+        rows = batched_question_attention(scorer.lm, fed, spans, scorer.layers, scorer.heads)
+    for row, (run, sentences, (_, *positions), question_rows) in enumerate(
+        zip(runs, candidates, assembled, rows, strict=True)
+    ):
         context_start, context_end, question_start = positions
         scores = run.score(question_rows.cpu(), None, (context_start, context_end, question_start), scorer.cfg)
+        run.record_states(sentences, states, row, (context_start, context_end))
         run.keep(sentences, scores, scorer)
 
 
@@ -193,10 +225,12 @@ def shared_pass(runs: Sequence[QuestionRun], index: int, chunk: Sequence[Sentenc
     neutral = scorer.neutral_suffix(layout)
     if neutral is not None:
         suffixes.append(neutral)
-    rows = [r.cpu() for r in shared_prefix_attention(scorer.lm, prefix, suffixes, scorer.layers, scorer.heads)]
+    with scorer.states() as states:
+        rows = [r.cpu() for r in shared_prefix_attention(scorer.lm, prefix, suffixes, scorer.layers, scorer.heads)]
     neutral_rows = rows[len(runs)] if neutral is not None else None
     for run, question_rows in zip(runs, rows, strict=False):
         scores = run.score(question_rows, neutral_rows, (context_start, context_end, question_start), scorer.cfg)
+        run.record_states(candidates, states, 0, (context_start, context_end))
         run.keep(candidates, scores, scorer)
 
 

@@ -160,7 +160,26 @@ def rank_fusion(primary: torch.Tensor, secondary: torch.Tensor, weight: float = 
         >>> rank_fusion(torch.tensor([3.0, 2.0, 1.0]), torch.tensor([0.0, 5.0, 1.0])).argmax().item()
         1
     """
-    return 1.0 / (k + _ranks(primary)) + weight / (k + _ranks(secondary))
+    return rank_fusion_many(primary, [(secondary, weight)], k)
+
+
+def rank_fusion_many(primary: torch.Tensor, others: Sequence[tuple[torch.Tensor, float]], k: float = 60.0) -> torch.Tensor:
+    """Reciprocal-rank fusion of any number of signals: ``1/(k + rank_0) + sum_i w_i/(k + rank_i)``
+    (:func:`rank_fusion` with one other signal).
+
+    Args:
+        primary: ``[n]`` scores (weight 1).
+        others: ``(scores [n], weight)`` pairs.
+
+    Example:
+        >>> a, b, c = torch.tensor([3.0, 2.0, 1.0]), torch.tensor([0.0, 5.0, 1.0]), torch.tensor([0.0, 0.0, 9.0])
+        >>> rank_fusion_many(a, [(b, 1.0), (c, 3.0)]).argmax().item()
+        2
+    """
+    fused = 1.0 / (k + _ranks(primary))
+    for scores, weight in others:
+        fused = fused + weight / (k + _ranks(scores))
+    return fused
 
 
 def _ranks(scores: torch.Tensor) -> torch.Tensor:

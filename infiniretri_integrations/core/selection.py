@@ -12,6 +12,7 @@ from infiniretri_integrations.core.config import DEFAULT_WORKING_SET_TOKENS, Ret
 from infiniretri_integrations.core.scoring import (
     fill_budget,
     rank_fusion,
+    rank_fusion_many,
     select_sentences,
     sentence_maxima,
     token_sentence_index,
@@ -121,19 +122,18 @@ def keep_pass(
 
 def fuse_final(
     attention: Mapping[Sentence, float],
-    lexical: Mapping[Sentence, float],
-    weight: float,
+    signals: Sequence[tuple[Mapping[Sentence, float], float]],
     budget: int,
     reader: SentenceSize = scoring_tokens,
 ) -> list[Kept]:
     """Late fusion over every sentence of the input: each sentence's attention score from the
-    last pass that scored it, fused by reciprocal rank with its lexical score; taken by fused
-    score until ``budget`` tokens of ``reader``, in document order."""
+    last pass that scored it, fused by reciprocal rank with the other ``signals`` (``(scores,
+    weight)`` pairs: the lexical signal, the similarity); taken by fused score until ``budget``
+    tokens of ``reader``, in document order."""
     pool = list(attention)
-    fused = rank_fusion(
+    fused = rank_fusion_many(
         torch.tensor([attention[s] for s in pool], dtype=torch.float64),
-        torch.tensor([lexical[s] for s in pool], dtype=torch.float64),
-        weight,
+        [(torch.tensor([scores[s] for s in pool], dtype=torch.float64), weight) for scores, weight in signals],
     )
     chosen = fill_budget(fused, [reader(s) for s in pool], budget)
     ordered = sorted(chosen, key=lambda i: (pool[i].document_index, pool[i].sentence_index))
@@ -146,14 +146,22 @@ def final_selection(
     lexical: Mapping[Sentence, float],
     cfg: RetrievalConfig,
     reader: SentenceSize = scoring_tokens,
+    similarity: Mapping[Sentence, float] | None = None,
 ) -> list[Kept]:
-    """The result after the last pass: late fusion over the whole input (``fusion_stage`` final),
-    then the cut to ``token_budget`` tokens of the answering model."""
+    """The result after the last pass: late fusion over the whole input of attention with the
+    lexical signal (``fusion_stage`` final) and the similarity (``similarity``, whatever the
+    stage), then the cut to ``token_budget`` tokens of the answering model."""
     kept = working_set
-    weight = cfg.effective_fusion_weight
-    if lexical and weight is not None and not cfg.fuses_every_pass:
+    signals: list[tuple[Mapping[Sentence, float], float]] = []
+    lexical_weight = cfg.effective_fusion_weight
+    if lexical and lexical_weight is not None and (similarity or not cfg.fuses_every_pass):
+        signals.append((lexical, lexical_weight))
+    similarity_weight = cfg.effective_similarity_weight
+    if similarity and similarity_weight is not None:
+        signals.append((similarity, similarity_weight))
+    if signals:
         amount = cfg.token_budget or sum(reader(k.sentence) for k in kept)
-        kept = fuse_final(attention, lexical, weight, amount, reader)
+        kept = fuse_final(attention, signals, amount, reader)
     if cfg.token_budget is not None:
         kept = fit_budget(kept, cfg.token_budget, reader)
     return kept
