@@ -446,7 +446,9 @@ class RetrievalConfig:
         ``tokens_per_pass`` and ``token_budget`` choose how passes keep sentences (the top-k rule
         or by score up to a token count): a change that sets one of them replaces the other one
         of this configuration (layered options: the later choice wins); setting both in one
-        change is refused.
+        change is refused. Likewise ``fusion=None`` or ``similarity=None`` also clears this
+        configuration's options of that signal (and a similarity that reads no layer clears
+        ``similarity_layer``).
 
         Example:
             >>> RetrievalConfig().replace(phrase_window=15).phrase_window
@@ -458,6 +460,16 @@ class RetrievalConfig:
         for chosen, other in (("token_budget", "tokens_per_pass"), ("tokens_per_pass", "token_budget")):
             if changes.get(chosen) is not None and other not in changes:
                 changes[other] = None
+        switched_off = {
+            "fusion": ("fusion_weight", "fusion_stage"),
+            "similarity": ("similarity_layer", "similarity_weight"),
+        }
+        for switch, dependents in switched_off.items():
+            if switch in changes and changes[switch] is None:
+                for dependent in dependents:
+                    changes.setdefault(dependent, None)
+        if changes.get("similarity") not in (None, "hidden") and "similarity_layer" not in changes:
+            changes["similarity_layer"] = None
         legacy = changes.pop("max_new_tokens", None)
         unknown = set(changes) - set(option_names())
         if unknown:

@@ -53,3 +53,31 @@ def test_share_context_variant_runs_one_call_per_text_and_matches_retrieve_many(
     for selection, result in zip(selections, expected, strict=False):
         assert selection[128].spans == [(s.start, s.end) for s in result.sentences]
         assert selection[128].extra["questions_sharing"] == 3
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"similarity": None},
+        {"fusion": None},
+        {"fusion": None, "similarity": None},
+        {"similarity": "embeddings"},
+        {"similarity_weight": 3.0, "fusion_weight": 0.5},
+    ],
+)
+def test_variants_sharing_one_chunk_loop_equal_retrieve(tiny_llama, options):
+    """Variants that differ only in their final options share one recorded chunk loop; each
+    variant's kept sentences must equal ``engine.retrieve`` with its options."""
+    from infiniretri_integrations.evaluation.evidence import EvidenceBench
+    from infiniretri_integrations.evaluation.evidence_data import EvidenceSample
+
+    engine_options = {"chunk_size": 96, "max_sentence_tokens": 48, "similarity_layer": 2}
+    bench = EvidenceBench(tiny_llama, engine_options=engine_options)
+    sample = EvidenceSample("leval", "doc", "Which river crosses eleven countries?", ("x",), PASSAGES, "test")
+    bench.final_variant(sample, 120, {"similarity": None})  # records the loop another variant then reuses
+    sentences, stats, _ = bench.final_variant(sample, 120, options)
+    assert len(bench._loops) == 1
+    expected = bench.engine.retrieve([PASSAGES], sample.question, token_budget=120, **options)
+    assert [(s.start, s.end, s.score) for s in sentences] == [(s.start, s.end, s.score) for s in expected.sentences]
+    assert stats.chunks == expected.stats.chunks

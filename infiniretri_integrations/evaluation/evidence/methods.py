@@ -68,6 +68,11 @@ class Bench(Protocol):
         seconds, and how many questions shared it."""
         ...
 
+    def final_variant(self, sample: EvidenceSample, budget: int, options: dict[str, Any]) -> tuple[Any, Any, float]:
+        """``(sentences, stats, seconds)`` of the engine with ``options`` and ``token_budget=budget``
+        on the sample, variants that differ only in their final options sharing one chunk loop."""
+        ...
+
     def reference_kept_text(self, sample: EvidenceSample) -> str:
         """The text the authors' package keeps for the sample."""
         ...
@@ -200,13 +205,13 @@ def _infiniretri(
         started = time.perf_counter()
         if share_context:
             result, seconds, sharing = bench.shared_retrieval(sample, max(run_budgets), options)
+            sentences, stats = result.sentences, result.stats
         else:
-            result = bench.engine.retrieve([sample.text], sample.question, token_budget=max(run_budgets), **options)
-            seconds = time.perf_counter() - started
-        extra = {"scoring_layers": list(result.stats.scoring_layers), "chunks": result.stats.chunks}
+            sentences, stats, seconds = bench.final_variant(sample, max(run_budgets), options)
+        extra = {"scoring_layers": list(stats.scoring_layers), "chunks": stats.chunks}
         if share_context:
             extra["questions_sharing"] = sharing
-        for budget, kept in cut_to_budgets(result.sentences, run_budgets).items():
+        for budget, kept in cut_to_budgets(sentences, run_budgets).items():
             selections[budget] = Selection(
                 spans=[(s.start, s.end) for s in kept],
                 kept_tokens=sum(s.token_count for s in kept),

@@ -58,6 +58,8 @@ class EvidenceBench:
         self._units: dict[tuple[str, int], Any] = {}
         self._reference: Any = None
         self._shared: dict[Any, Any] = {}
+        self._loops_of: tuple[Any, ...] | None = None
+        self._loops: dict[str, list[Any]] = {}
         self.samples: list[EvidenceSample] = []
         """Every sample of the run (``share_context`` variants group them by text)."""
 
@@ -97,6 +99,29 @@ class EvidenceBench:
             self._shared[key] = (dict(zip(questions, results, strict=True)), seconds, len(questions))
         by_question, seconds, sharing = self._shared[key]
         return by_question[sample.question], seconds, sharing
+
+    def final_variant(self, sample: EvidenceSample, budget: int, options: dict[str, Any]) -> tuple[Any, Any, float]:
+        """``(sentences, stats, seconds)`` of ``engine.retrieve`` with ``options`` and
+        ``token_budget=budget`` on the sample. Variants that differ only in their final options
+        (:mod:`.signals`) share one recorded chunk loop per sample (the last sample's loops are
+        kept); ``seconds`` is that loop's."""
+        from infiniretri_integrations.evaluation.evidence.signals import loop_key, record_signals, shares_passes
+
+        cfg = self.engine.config.replace(token_budget=budget, **options)
+        if not shares_passes(cfg):
+            started = time.perf_counter()
+            result = self.engine.retrieve([sample.text], sample.question, token_budget=budget, **options)
+            return result.sentences, result.stats, time.perf_counter() - started
+        owner = (sample.dataset, sample.id, sample.target_tokens)
+        if self._loops_of != owner:
+            self._loops_of, self._loops = owner, {}
+        records = self._loops.setdefault(loop_key(cfg), [])
+        record = next((r for r in records if r.serves(cfg)), None)
+        if record is None:
+            record = record_signals(self.engine, sample.text, sample.question, cfg)
+            records.append(record)
+        stats = record.prepared.scorer.layers, len(record.prepared.groups[0].chunks)
+        return record.select(cfg), _LoopStats(*stats), record.seconds
 
     @property
     def max_sentence_tokens(self) -> int:
@@ -186,6 +211,13 @@ class EvidenceBench:
     def reader_answer(self, context: str, question: str) -> str:
         """The packaged model's answer from ``context`` (the engine's prompt)."""
         return str(self.engine.answer_from(context, question).text)
+
+
+class _LoopStats:
+    """The statistics of a recorded chunk loop that records carry."""
+
+    def __init__(self, scoring_layers: tuple[int, ...], chunks: int) -> None:
+        self.scoring_layers, self.chunks = scoring_layers, chunks
 
 
 def _record_key(dataset: str, target: int | None, method: str, budget: int | None, sample_id: str) -> str:
