@@ -415,6 +415,11 @@ def decoder_layers(lm: LocalModel) -> Sequence[torch.nn.Module]:
     return layers
 
 
+_ACTIVE_STATES: contextvars.ContextVar[StatesCapture | None] = contextvars.ContextVar(
+    "infiniretri_states", default=None
+)
+
+
 @dataclass
 class StatesCapture:
     """Hidden states entering one layer, one ``[batch, length, hidden]`` tensor per forward call
@@ -439,13 +444,16 @@ def capturing_states(lm: LocalModel, layer: int) -> Iterator[StatesCapture]:
     capture = StatesCapture(layer)
 
     def record(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        hidden = args[0] if args else kwargs["hidden_states"]
-        capture.calls.append(hidden.detach().float().cpu())
+        if _ACTIVE_STATES.get() is capture:  # another thread's forward of the same model is not ours
+            hidden = args[0] if args else kwargs["hidden_states"]
+            capture.calls.append(hidden.detach().float().cpu())
 
     handle = decoder_layers(lm)[layer].register_forward_pre_hook(record, with_kwargs=True)
+    token = _ACTIVE_STATES.set(capture)
     try:
         yield capture
     finally:
+        _ACTIVE_STATES.reset(token)
         handle.remove()
 
 

@@ -44,6 +44,10 @@ SIMILARITY_DEPTH = 0.3
 """With ``similarity_layer`` unset, the similarity reads the hidden states entering this fraction
 of the model's depth (layer 9 of SmolLM2's 30), or the deepest scoring layer when that is shallower."""
 
+CASCADE_SIMILARITY_WEIGHT = 1.0
+"""Weight of the input-embedding similarity's reciprocal rank relative to BM25's in the cascade's
+first stage (with ``similarity`` set)."""
+
 DEFAULT_CANDIDATE_COVERAGE = 0.25
 """Share of ``candidate_tokens`` spent on evenly spaced coverage windows when
 ``candidate_coverage`` is unset (the rest goes to the best BM25 sentences and their neighbours)."""

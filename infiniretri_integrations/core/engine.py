@@ -28,6 +28,7 @@ from infiniretri_integrations.core.answering import (
 from infiniretri_integrations.core.cascade import candidate_sentences
 from infiniretri_integrations.core.chunking import pack_chunks
 from infiniretri_integrations.core.config import (
+    CASCADE_SIMILARITY_WEIGHT,
     DEFAULT_CHUNK_SIZE,
     DEFAULT_WORKING_SET_TOKENS,
     PROMPT_FIELDS,
@@ -50,6 +51,7 @@ from infiniretri_integrations.core.passes import PASS_MODES, QuestionRun, Scorer
 from infiniretri_integrations.core.progress import progress_bar
 from infiniretri_integrations.core.prompting import PromptLayout, build_layout
 from infiniretri_integrations.core.scoring_setup import scoring_setup
+from infiniretri_integrations.core.scoring import rank_fusion
 from infiniretri_integrations.core.segmentation import SentenceSplitter, segment_documents
 from infiniretri_integrations.core.similarity import (
     SentenceVectors,
@@ -403,18 +405,23 @@ class InfiniRetriEngine:
             for i, (question, layout, carry) in enumerate(zip(questions, layouts, carries, strict=True))
         ]
         clock = time.perf_counter()
-        self._attach_vectors(runs, sentences, scorer)
+        first_stage, embeddings = lexical, None
+        if _cascades(cfg, sentences):
+            first_stage, embeddings = self._first_stage(scorer, sentences, questions, lexical)
+        self._attach_vectors(runs, sentences, scorer, embeddings)
         stages["similarity"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        groups = _groups(sentences, runs, lexical, cfg, chunk_size, mode)
+        groups = _groups(sentences, runs, first_stage, cfg, chunk_size, mode)
         stages["candidates"] = time.perf_counter() - clock
         return _Prepared(started, docs, skipped, sentences, groups, scorer, mode, runs, stages)
 
     @staticmethod
-    def _attach_vectors(runs: Sequence[QuestionRun], sentences: Sequence[Sentence], scorer: Scorer) -> None:
+    def _attach_vectors(
+        runs: Sequence[QuestionRun], sentences: Sequence[Sentence], scorer: Scorer, embeddings: SentenceVectors | None
+    ) -> None:
         """Each run's sentence vectors for ``similarity``: empty ones the passes fill (``"hidden"``,
         smooth-inverse-frequency weighted over this input's tokens), or one set from the input
-        embeddings shared by every run (``"embeddings"``)."""
+        embeddings shared by every run (``"embeddings"``; ``embeddings`` when already built)."""
         if scorer.cfg.similarity is None:
             return
         if scorer.states_layer is not None:
@@ -422,9 +429,35 @@ class InfiniRetriEngine:
             for run in runs:
                 run.vectors = SentenceVectors(weights)
             return
-        shared = embedding_vectors(scorer.lm, sentences, TokenWeights.uniform())
+        shared = embeddings or embedding_vectors(scorer.lm, sentences, TokenWeights.uniform())
         for run in runs:
             run.vectors = shared
+
+    def _first_stage(
+        self,
+        scorer: Scorer,
+        sentences: Sequence[Sentence],
+        questions: Sequence[str],
+        lexical: list[list[float]] | None,
+    ) -> tuple[list[list[float]] | None, SentenceVectors | None]:
+        """The cascade's first-stage score of every sentence per question: BM25 fused by
+        reciprocal rank with the input-embedding similarity (``similarity`` set; weight
+        :data:`CASCADE_SIMILARITY_WEIGHT`), so that candidates are not only what word matching
+        finds; BM25 alone otherwise. Also returns the embedding vectors it built."""
+        if scorer.cfg.similarity is None or lexical is None:
+            return lexical, None
+        vectors = embedding_vectors(scorer.lm, sentences, TokenWeights.uniform())
+        fused = []
+        for question, scores in zip(questions, lexical, strict=True):
+            similarity = sentence_similarity(scorer.lm, vectors, question, None, sentences)
+            fused.append(
+                rank_fusion(
+                    torch.tensor(scores, dtype=torch.float64),
+                    torch.tensor([similarity[s] for s in sentences], dtype=torch.float64),
+                    CASCADE_SIMILARITY_WEIGHT,
+                ).tolist()
+            )
+        return fused, vectors
 
     def _default_batch_size(self) -> int:
         return 1 if self.scoring_local_model.device.type == "cpu" else DEFAULT_BATCH_SIZE
@@ -512,12 +545,15 @@ class InfiniRetriEngine:
     def _finish(self, prepared: _Prepared) -> list[RetrievalResult]:
         scorer = prepared.scorer
         results = []
-        for run in prepared.runs:
-            similarity = (
-                None
-                if run.vectors is None
-                else sentence_similarity(scorer.lm, run.vectors, run.question, scorer.states_layer, list(run.attention))
-            )
+        clock = time.perf_counter()
+        similarities = [
+            None
+            if run.vectors is None
+            else sentence_similarity(scorer.lm, run.vectors, run.question, scorer.states_layer, list(run.attention))
+            for run in prepared.runs
+        ]
+        prepared.stage_seconds["similarity"] += time.perf_counter() - clock
+        for run, similarity in zip(prepared.runs, similarities, strict=True):
             kept = final_selection(run.working_set, run.attention, run.lexical, scorer.cfg, scorer.reader, similarity)
             retrieved = [_retrieved(k, prepared.docs, scorer.reader(k.sentence)) for k in kept]
             group = prepared.group_of(run)
@@ -618,6 +654,11 @@ class InfiniRetriEngine:
         retrieval, answering = _split_options(options)
         result = self.retrieve(documents, question, cancel=cancel, **retrieval)
         return AnswerStream(result, self.stream_from(result, question, cancel=cancel, **answering))
+
+
+def _cascades(cfg: RetrievalConfig, sentences: Sequence[Sentence]) -> bool:
+    """Whether the cascade chooses candidates (``candidate_tokens`` set and the input longer)."""
+    return cfg.candidate_tokens is not None and sum(s.token_count for s in sentences) > cfg.candidate_tokens
 
 
 def _groups(

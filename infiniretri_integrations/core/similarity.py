@@ -109,18 +109,26 @@ class SentenceVectors:
         Args:
             states: ``[sum of the sentences' token counts, hidden]`` their tokens' states.
         """
-        offset = 0
-        for sentence in sentences:
-            count = sentence.token_count
-            if sentence not in self.sums and count:
-                rows = states[offset : offset + count].to(torch.float64)
-                weights = self.weights.of_ids(sentence.token_ids)
-                self.sums[sentence] = (weights @ rows, float(weights.sum()))
-                self.tokens += count
-                total, squares = rows.sum(dim=0), (rows * rows).sum(dim=0)
-                self.total = total if self.total is None else self.total + total
-                self.squares = squares if self.squares is None else self.squares + squares
-            offset += count
+        counts = torch.tensor([s.token_count for s in sentences], dtype=torch.long)
+        fresh = [i for i, s in enumerate(sentences) if s.token_count and s not in self.sums]
+        if not fresh:
+            return
+        owner = torch.repeat_interleave(torch.arange(len(sentences)), counts)
+        slot = torch.full((len(sentences),), -1, dtype=torch.long)
+        slot[fresh] = torch.arange(len(fresh))
+        keep = slot[owner] >= 0
+        rows = states[keep].to(torch.float64)
+        ids = [t for i in fresh for t in sentences[i].token_ids]
+        weights = self.weights.of_ids(ids)
+        target = slot[owner][keep]
+        weighted = torch.zeros(len(fresh), rows.shape[1], dtype=torch.float64).index_add_(0, target, rows * weights[:, None])
+        totals = torch.zeros(len(fresh), dtype=torch.float64).index_add_(0, target, weights)
+        for j, i in enumerate(fresh):
+            self.sums[sentences[i]] = (weighted[j].float(), float(totals[j]))
+        self.tokens += rows.shape[0]
+        total, squares = rows.sum(dim=0), (rows * rows).sum(dim=0)
+        self.total = total if self.total is None else self.total + total
+        self.squares = squares if self.squares is None else self.squares + squares
 
     def standardisation(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mean, std)``, each ``[hidden]``, over every token recorded."""
@@ -148,24 +156,33 @@ class SentenceVectors:
         if not known:
             return [0.0] * len(sentences)
         weighted = torch.stack([self.sums[s][0] for s in known])
-        totals = torch.tensor([self.sums[s][1] for s in known], dtype=torch.float64)
-        vectors = (weighted - totals[:, None] * mean) / std
-        cosines = torch.nn.functional.cosine_similarity(vectors, question[None, :], dim=-1)
+        totals = torch.tensor([self.sums[s][1] for s in known], dtype=torch.float32)
+        vectors = (weighted - totals[:, None] * mean.float()) / std.float()
+        cosines = torch.nn.functional.cosine_similarity(vectors, question.float()[None, :], dim=-1)
         by_sentence = dict(zip(known, cosines.tolist(), strict=True))
         return [by_sentence.get(s, 0.0) for s in sentences]
 
 
+EMBEDDING_BLOCK_TOKENS = 65536
+"""Tokens looked up at once by :func:`embedding_vectors` (bounds its memory on long inputs)."""
+
+
 def embedding_vectors(lm: LocalModel, sentences: Sequence[Sentence], weights: TokenWeights) -> SentenceVectors:
     """:class:`SentenceVectors` of ``sentences`` from the model's input embeddings (no forward
-    pass: a lookup of each token's row)."""
+    pass: a lookup of each token's row, :data:`EMBEDDING_BLOCK_TOKENS` at a time)."""
     vectors = SentenceVectors(weights)
-    if not sentences:
-        return vectors
     table = lm.model.get_input_embeddings().weight
-    ids = torch.tensor([t for s in sentences for t in s.token_ids], dtype=torch.long, device=table.device)
+    block: list[Sentence] = []
+    size = 0
     with torch.inference_mode():
-        states = table[ids].float().cpu()
-    vectors.add(sentences, states)
+        for sentence in [*sentences, None]:
+            if sentence is not None:
+                block.append(sentence)
+                size += sentence.token_count
+            if block and (sentence is None or size >= EMBEDDING_BLOCK_TOKENS):
+                ids = torch.tensor([t for s in block for t in s.token_ids], dtype=torch.long, device=table.device)
+                vectors.add(block, table[ids].float().cpu())
+                block, size = [], 0
     return vectors
 
 

@@ -139,6 +139,8 @@ class RetrievalStats:
     scoring passes read (equal to ``input_tokens`` unless the cascade, ``candidate_tokens``,
     chose fewer). ``stage_seconds`` splits the call's time into ``segment`` (sentences and
     tokens), ``lexical`` (the BM25 index and scores; 0 without fusion or cascade),
+    ``similarity`` (the question's forward and the cosines, the input embeddings for the
+    cascade's first stage or ``similarity="embeddings"``; 0 without ``similarity``),
     ``candidates`` (the cascade's choice and the chunk packing) and ``passes`` (the chunk loop);
     for ``retrieve_many`` they are the whole call's.
     """

@@ -155,7 +155,7 @@ def test_the_cascade_reads_only_candidates_within_budget(engine, documents):
     assert stats.input_tokens == plain.stats.input_tokens
     assert 0 < stats.tokens_read <= 1024 < stats.input_tokens
     assert stats.chunks == len(fed) < plain.stats.chunks
-    assert set(stats.stage_seconds) == {"segment", "lexical", "candidates", "passes"}
+    assert set(stats.stage_seconds) == {"segment", "lexical", "similarity", "candidates", "passes"}
     assert stats.stage_seconds["passes"] > 0
     # the needle is a candidate, read by a pass, and (fused with BM25, weighted over the random attention) kept
     needle_ids = engine.local_model.tokenizer(NEEDLE, add_special_tokens=False)["input_ids"][2:8]
@@ -253,7 +253,7 @@ def test_benchmark_command_writes_cascade_and_full_rows(tiny_llama_folder, tmp_p
     cascade, small, full = rows
     assert cascade["tokens_read"] <= 1024 < full["tokens_read"] == full["input_tokens"]
     assert small["chunks"] > cascade["chunks"]
-    assert set(cascade["stage_shares"]) == {"segment", "lexical", "candidates", "passes"}
+    assert set(cascade["stage_shares"]) == {"segment", "lexical", "similarity", "candidates", "passes"}
     assert "full/cascade" in run.stdout
 
 
