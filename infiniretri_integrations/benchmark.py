@@ -7,8 +7,9 @@
    engine fed, through the scoring layer.
 
 Prints seconds per 1K input tokens, ratios (engine / floor, reference / engine), peak memory,
-whether the needle was found, and how far the kept sentences agree with the reference's. Writes
-JSON for comparisons across runs.
+whether the needle was found, and how far the kept sentences agree with the reference's and
+(every other engine row: other dtypes, int8, variants) with the default engine's. Writes JSON for
+comparisons across runs.
 
 Example::
 
@@ -44,7 +45,7 @@ from infiniretri_integrations.cli_common import (
 from infiniretri_integrations.core.attention import forward_through
 from infiniretri_integrations.core.config import RetrievalConfig
 from infiniretri_integrations.core.engine import InfiniRetriEngine
-from infiniretri_integrations.core.models import LocalModel
+from infiniretri_integrations.core.models import LocalModel, quantize_int8
 from infiniretri_integrations.core.segmentation import sentence_spans
 from infiniretri_integrations.core.storage import write_atomic
 from infiniretri_integrations.core.types import ForwardPass
@@ -197,6 +198,19 @@ def run_reference(
     return measurement, kept_text
 
 
+def kept_jaccard(ours: Sequence[str], theirs: Sequence[str]) -> float:
+    """Jaccard overlap of two engines' kept sentences (1.0: the same selection).
+
+    Example:
+        >>> kept_jaccard(["a", "b", "c"], ["b", "c", "d"])
+        0.5
+    """
+    mine, other = set(ours), set(theirs)
+    if not mine and not other:
+        return 1.0
+    return len(mine & other) / len(mine | other)
+
+
 def sentence_agreement(ours: Sequence[str], reference_text: str) -> float:
     """Jaccard overlap of the two kept sets, as normalised sentences."""
 
@@ -233,6 +247,7 @@ def run(
         warm = build_case(haystack, lm.tokenizer, 2000, 50)
         run_engine(lm, warm.text, warm.question, config, warm.needle)  # warm-up (kernels, allocator)
     primary_lm = models[0][1]
+    primary_kept: list[str] = []
     for length in lengths:
         for depth in depths:
             case = build_case(haystack, primary_lm.tokenizer, length, depth)
@@ -247,6 +262,10 @@ def run(
                 for name, variant_config in variants:
                     measurement, passes, kept = run_engine(lm, case.text, case.question, variant_config, case.needle)
                     measurement.method, measurement.context_tokens, measurement.depth_percent = name, length, depth
+                    if index == 0 and name == "engine":
+                        primary_kept = kept
+                    else:
+                        measurement.extra["kept_jaccard_with_engine"] = kept_jaccard(kept, primary_kept)
                     engines[name] = (measurement, kept)
                     results.append(measurement)
                     log(_line(measurement))
@@ -317,6 +336,9 @@ def summary_table(results: Sequence[Measurement]) -> str:
                     mean = sum(r.extra[key] for r in group) / len(group)
                     notes.append(f"kept-sentence Jaccard with {key[len('agreement[') : -1]} {mean:.2f}")
                 ratio = "; ".join(notes)
+            overlaps = [r.extra["kept_jaccard_with_engine"] for r in group if "kept_jaccard_with_engine" in r.extra]
+            if overlaps:
+                ratio = f"kept-sentence Jaccard with engine {sum(overlaps) / len(overlaps):.2f}"
             found_text = f"{sum(found)}/{len(found)}" if found else "-"
             rows.append(f"| {length} | {method} | {per_1k:.3f} | {peak:.0f} (+{growth:.0f}) | {found_text} | {ratio} |")
     return "\n".join(rows)
@@ -344,6 +366,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         choices=DTYPES,
         default=[],
         help="also measure the engine, floor and reference with the same weights in these dtypes (e.g. float32)",
+    )
+    parser.add_argument(
+        "--compare-int8",
+        action="store_true",
+        help="also measure the engine and floor with int8 dynamic quantisation of the linear layers "
+        "(CPU only; core.models.quantize_int8) as engine[int8]",
     )
     parser.add_argument("--json", type=Path, default=None, help="write all measurements here")
     parser.add_argument(
@@ -394,6 +422,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
     models += [
         (name, model_from_args(argparse.Namespace(**{**vars(args), "dtype": name}))) for name in args.compare_dtypes
     ]
+    if args.compare_int8:
+        models.append(("int8", quantize_int8(lm)))
     haystack = load_haystack(args.essays)
     if args.throughput:
         return _run_throughput(args, lm, haystack)
