@@ -405,7 +405,7 @@ def question_attention(
     return total
 
 
-def decoder_layers(lm: LocalModel) -> Sequence[torch.nn.Module]:
+def decoder_layers(lm: LocalModel) -> torch.nn.ModuleList:
     """The model's decoder layers, in order (``model.get_decoder().layers``)."""
     decoder = lm.model.get_decoder() if hasattr(lm.model, "get_decoder") else getattr(lm.model, "model", None)
     layers = getattr(decoder, "layers", None)

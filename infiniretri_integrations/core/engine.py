@@ -50,22 +50,22 @@ from infiniretri_integrations.core.models import LazyModel, LocalModel, ModelSou
 from infiniretri_integrations.core.passes import PASS_MODES, QuestionRun, Scorer, pass_mode
 from infiniretri_integrations.core.progress import progress_bar
 from infiniretri_integrations.core.prompting import PromptLayout, build_layout
-from infiniretri_integrations.core.scoring_setup import scoring_setup
 from infiniretri_integrations.core.scoring import rank_fusion
+from infiniretri_integrations.core.scoring_setup import scoring_setup
 from infiniretri_integrations.core.segmentation import SentenceSplitter, segment_documents
-from infiniretri_integrations.core.similarity import (
-    SentenceVectors,
-    TokenWeights,
-    embedding_vectors,
-    sentence_similarity,
-    similarity_layer,
-)
 from infiniretri_integrations.core.selection import (
     Carry,
     Kept,
     SentenceSize,
     final_selection,
     scoring_tokens,
+)
+from infiniretri_integrations.core.similarity import (
+    SentenceVectors,
+    TokenWeights,
+    embedding_vectors,
+    sentence_similarity,
+    similarity_layer,
 )
 from infiniretri_integrations.core.types import (
     Answer,

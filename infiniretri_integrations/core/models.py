@@ -480,12 +480,14 @@ def quantize_int8(lm: LocalModel, *, inplace: bool = False) -> LocalModel:
         raise ValueError(msg)
     model = lm.model if inplace else copy.deepcopy(lm.model)
     if model.dtype != torch.float32:
-        model = model.to(torch.float32)
+        model = model.float()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao.quantization's notice about torchao
         warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*", category=UserWarning)
         with model_lock(lm.model):
-            quantized = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+            quantized = torch.ao.quantization.quantize_dynamic(
+                model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
+            )
     return LocalModel(
         model=quantized,
         tokenizer=lm.tokenizer,

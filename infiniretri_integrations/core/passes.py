@@ -105,7 +105,9 @@ class QuestionRun:
     vectors: SentenceVectors | None = None
     """With ``similarity``: the sentences' vectors (recorded by the passes for ``"hidden"``)."""
 
-    def record_states(self, candidates: Sequence[Sentence], capture: StatesCapture | None, row: int, span: tuple[int, int]) -> None:
+    def record_states(
+        self, candidates: Sequence[Sentence], capture: StatesCapture | None, row: int, span: tuple[int, int]
+    ) -> None:
         """Record the states of the candidates first read in this pass (``span``: the context's
         positions in batch row ``row`` of the pass's first forward)."""
         if capture is None or self.vectors is None or not capture.calls:
@@ -173,7 +175,11 @@ def single_pass(runs: Sequence[QuestionRun], index: int, chunk: Sequence[Sentenc
                 rows, neutral_rows = (
                     r.cpu()
                     for r in shared_prefix_attention(
-                        scorer.lm, fed[:, :question_start], [fed[:, question_start:], neutral], scorer.layers, scorer.heads
+                        scorer.lm,
+                        fed[:, :question_start],
+                        [fed[:, question_start:], neutral],
+                        scorer.layers,
+                        scorer.heads,
                     )
                 )
                 scores = run.score(rows, neutral_rows, spans, scorer.cfg)

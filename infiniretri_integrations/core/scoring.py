@@ -163,7 +163,9 @@ def rank_fusion(primary: torch.Tensor, secondary: torch.Tensor, weight: float = 
     return rank_fusion_many(primary, [(secondary, weight)], k)
 
 
-def rank_fusion_many(primary: torch.Tensor, others: Sequence[tuple[torch.Tensor, float]], k: float = 60.0) -> torch.Tensor:
+def rank_fusion_many(
+    primary: torch.Tensor, others: Sequence[tuple[torch.Tensor, float]], k: float = 60.0
+) -> torch.Tensor:
     """Reciprocal-rank fusion of any number of signals: ``1/(k + rank_0) + sum_i w_i/(k + rank_i)``
     (:func:`rank_fusion` with one other signal).
 

@@ -121,7 +121,9 @@ class SentenceVectors:
         ids = [t for i in fresh for t in sentences[i].token_ids]
         weights = self.weights.of_ids(ids)
         target = slot[owner][keep]
-        weighted = torch.zeros(len(fresh), rows.shape[1], dtype=torch.float64).index_add_(0, target, rows * weights[:, None])
+        weighted = torch.zeros(len(fresh), rows.shape[1], dtype=torch.float64).index_add_(
+            0, target, rows * weights[:, None]
+        )
         totals = torch.zeros(len(fresh), dtype=torch.float64).index_add_(0, target, weights)
         for j, i in enumerate(fresh):
             self.sums[sentences[i]] = (weighted[j].float(), float(totals[j]))
@@ -139,7 +141,9 @@ class SentenceVectors:
         variance = (self.squares / self.tokens - mean * mean).clamp_min(0.0)
         return mean, variance.sqrt().clamp_min(STD_FLOOR)
 
-    def scores(self, sentences: Sequence[Sentence], question_ids: Sequence[int], question_states: torch.Tensor) -> list[float]:
+    def scores(
+        self, sentences: Sequence[Sentence], question_ids: Sequence[int], question_states: torch.Tensor
+    ) -> list[float]:
         """Cosine of each sentence's weighted mean standardised state with the question's (0.0
         for a sentence never recorded).
 
@@ -171,7 +175,7 @@ def embedding_vectors(lm: LocalModel, sentences: Sequence[Sentence], weights: To
     """:class:`SentenceVectors` of ``sentences`` from the model's input embeddings (no forward
     pass: a lookup of each token's row, :data:`EMBEDDING_BLOCK_TOKENS` at a time)."""
     vectors = SentenceVectors(weights)
-    table = lm.model.get_input_embeddings().weight
+    table = _embedding_table(lm)
     block: list[Sentence] = []
     size = 0
     with torch.inference_mode():
@@ -186,9 +190,16 @@ def embedding_vectors(lm: LocalModel, sentences: Sequence[Sentence], weights: To
     return vectors
 
 
+def _embedding_table(lm: LocalModel) -> torch.Tensor:
+    """``[vocabulary, hidden]`` the model's input embedding matrix."""
+    weight = lm.model.get_input_embeddings().weight
+    assert isinstance(weight, torch.Tensor)
+    return weight
+
+
 def question_embeddings(lm: LocalModel, question_ids: Sequence[int]) -> torch.Tensor:
     """``[question tokens, hidden]`` input embeddings of the question's tokens."""
-    table = lm.model.get_input_embeddings().weight
+    table = _embedding_table(lm)
     with torch.inference_mode():
         return table[torch.tensor(list(question_ids), dtype=torch.long, device=table.device)].float().cpu()
 

@@ -158,7 +158,10 @@ def test_embedding_vectors_read_the_input_embeddings(tiny_llama):
     [
         ({"similarity": "cosine"}, "similarity must be None or one of \\['hidden', 'embeddings'\\], got 'cosine'"),
         ({"similarity": None, "similarity_weight": 2.0}, "similarity_weight=2.0 applies only with similarity"),
-        ({"similarity": "embeddings", "similarity_layer": 3}, "similarity_layer=3 applies only with similarity='hidden'"),
+        (
+            {"similarity": "embeddings", "similarity_layer": 3},
+            "similarity_layer=3 applies only with similarity='hidden'",
+        ),
         ({"similarity_weight": 0}, "similarity_weight must be a finite number > 0, got 0"),
         ({"similarity_layer": "9"}, "similarity_layer must be a layer index \\(int\\), got '9'"),
     ],

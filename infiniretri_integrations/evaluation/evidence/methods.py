@@ -202,7 +202,6 @@ def _infiniretri(
     runs = [*([shared] if shared else []), *([b] for b in budgets if b > working)]
     selections: dict[int | None, Selection] = {}
     for run_budgets in runs:
-        started = time.perf_counter()
         if share_context:
             result, seconds, sharing = bench.shared_retrieval(sample, max(run_budgets), options)
             sentences, stats = result.sentences, result.stats
