@@ -267,26 +267,35 @@ def lexgap_recall(
     lm: LocalModel, essays: str | Path, length: int, candidate_tokens: int, coverage: float, limit: int | None
 ) -> dict[str, Any]:
     """On the calibration half of the lexical-gap pairs: how often the candidate set holds the
-    needle, against what a random set of the same size would hold (its share of the tokens)."""
+    needle, with the engine's first stage as it is (BM25 fused with the input-embedding
+    similarity) and with BM25 alone (``similarity=None``), against what a random set of the same
+    size would hold (its share of the tokens)."""
+    from infiniretri_integrations.core.config import RetrievalConfig
+    from infiniretri_integrations.core.engine import first_stage_scores
     from infiniretri_integrations.evaluation.lexgap import build_samples, span_kept
 
     samples = build_samples(essays, lm.tokenizer, [length], split="calibration", limit=limit)
-    held, shares = 0, []
+    held = {"bm25+embeddings": 0, "bm25": 0}
+    shares = []
     for sample in samples:
         (sentences,) = segment_documents([sample.text], lm.tokenizer, 256)
-        scores = bm25_passage_scores(sentences, sample.question)
-        chosen = candidate_sentences(sentences, scores, candidate_tokens, coverage)
+        lexical = [bm25_passage_scores(sentences, sample.question)]
         start, end, _ = sample.supporting[0]
-        held += span_kept((start, end), [(s.start, s.end) for s in chosen])
+        for name, similarity in (("bm25+embeddings", "embeddings"), ("bm25", None)):
+            cfg = RetrievalConfig(similarity=similarity, candidate_tokens=candidate_tokens)
+            first, _ = first_stage_scores(lm, cfg, sentences, [sample.question], lexical)
+            assert first is not None  # BM25 scores were given
+            (scores,) = first
+            chosen = candidate_sentences(sentences, scores, candidate_tokens, coverage)
+            held[name] += span_kept((start, end), [(s.start, s.end) for s in chosen])
         shares.append(sum(s.token_count for s in chosen) / max(1, sum(s.token_count for s in sentences)))
-    expected = sum(shares)
     return {
         "samples": len(samples),
         "length": length,
         "candidate_tokens": candidate_tokens,
         "candidate_coverage": coverage,
         "needle_in_candidates": held,
-        "random_expectation": round(expected, 1),
+        "random_expectation": round(sum(shares), 1),
     }
 
 
@@ -347,8 +356,9 @@ def _handle(args: argparse.Namespace) -> int:
         summary = lexgap_recall(lm, args.essays, args.lexgap_length, candidate_tokens, args.coverage, args.lexgap_limit)
         print(
             f"lexical-gap calibration half, {summary['length']} tokens, candidate_tokens {candidate_tokens}: "
-            f"needle in the candidate set {summary['needle_in_candidates']}/{summary['samples']} "
-            f"(a random set of the same size: {summary['random_expectation']})"
+            "needle in the candidate set "
+            + ", ".join(f"{name} {held}/{summary['samples']}" for name, held in summary["needle_in_candidates"].items())
+            + f" (a random set of the same size: {summary['random_expectation']})"
         )
         write_atomic(args.json or DEFAULT_LEXGAP_JSON, json.dumps({"meta": _meta(lm), **summary}, indent=2) + "\n")
         return 0

@@ -407,7 +407,7 @@ class InfiniRetriEngine:
         clock = time.perf_counter()
         first_stage, embeddings = lexical, None
         if _cascades(cfg, sentences):
-            first_stage, embeddings = self._first_stage(scorer, sentences, questions, lexical)
+            first_stage, embeddings = first_stage_scores(lm, cfg, sentences, questions, lexical)
         self._attach_vectors(runs, sentences, scorer, embeddings)
         stages["similarity"] = time.perf_counter() - clock
         clock = time.perf_counter()
@@ -432,32 +432,6 @@ class InfiniRetriEngine:
         shared = embeddings or embedding_vectors(scorer.lm, sentences, TokenWeights.uniform())
         for run in runs:
             run.vectors = shared
-
-    def _first_stage(
-        self,
-        scorer: Scorer,
-        sentences: Sequence[Sentence],
-        questions: Sequence[str],
-        lexical: list[list[float]] | None,
-    ) -> tuple[list[list[float]] | None, SentenceVectors | None]:
-        """The cascade's first-stage score of every sentence per question: BM25 fused by
-        reciprocal rank with the input-embedding similarity (``similarity`` set; weight
-        :data:`CASCADE_SIMILARITY_WEIGHT`), so that candidates are not only what word matching
-        finds; BM25 alone otherwise. Also returns the embedding vectors it built."""
-        if scorer.cfg.similarity is None or lexical is None:
-            return lexical, None
-        vectors = embedding_vectors(scorer.lm, sentences, TokenWeights.uniform())
-        fused = []
-        for question, scores in zip(questions, lexical, strict=True):
-            similarity = sentence_similarity(scorer.lm, vectors, question, None, sentences)
-            fused.append(
-                rank_fusion(
-                    torch.tensor(scores, dtype=torch.float64),
-                    torch.tensor([similarity[s] for s in sentences], dtype=torch.float64),
-                    CASCADE_SIMILARITY_WEIGHT,
-                ).tolist()
-            )
-        return fused, vectors
 
     def _default_batch_size(self) -> int:
         return 1 if self.scoring_local_model.device.type == "cpu" else DEFAULT_BATCH_SIZE
@@ -654,6 +628,34 @@ class InfiniRetriEngine:
         retrieval, answering = _split_options(options)
         result = self.retrieve(documents, question, cancel=cancel, **retrieval)
         return AnswerStream(result, self.stream_from(result, question, cancel=cancel, **answering))
+
+
+def first_stage_scores(
+    lm: LocalModel,
+    cfg: RetrievalConfig,
+    sentences: Sequence[Sentence],
+    questions: Sequence[str],
+    lexical: list[list[float]] | None,
+) -> tuple[list[list[float]] | None, SentenceVectors | None]:
+    """The cascade's first-stage score of every sentence per question (``[questions][sentences]``):
+    BM25 (``lexical``) fused by reciprocal rank with the input-embedding similarity when
+    ``cfg.similarity`` is set (weight :data:`CASCADE_SIMILARITY_WEIGHT`), so that candidates are
+    not only what word matching finds; BM25 alone otherwise. Also returns the embedding vectors
+    it built (``None`` without them)."""
+    if cfg.similarity is None or lexical is None:
+        return lexical, None
+    vectors = embedding_vectors(lm, sentences, TokenWeights.uniform())
+    fused = []
+    for question, scores in zip(questions, lexical, strict=True):
+        similarity = sentence_similarity(lm, vectors, question, None, sentences)
+        fused.append(
+            rank_fusion(
+                torch.tensor(scores, dtype=torch.float64),
+                torch.tensor([similarity[s] for s in sentences], dtype=torch.float64),
+                CASCADE_SIMILARITY_WEIGHT,
+            ).tolist()
+        )
+    return fused, vectors
 
 
 def _cascades(cfg: RetrievalConfig, sentences: Sequence[Sentence]) -> bool:

@@ -137,3 +137,30 @@ def test_query_focused_heads_chosen_on_needles_find_the_needle(real_lm, haystack
     case = build_case(haystack, real_lm.tokenizer, 6_000, 40)
     result = engine.retrieve([case.text], case.question)
     assert needle_retrieved([s.text for s in result.sentences], case.needle)
+
+
+LEXGAP_PAIRS = ("places-01", "foods-01", "jobs-05", "conditions-05")
+"""Calibration-half pairs of the lexical-gap set (no content word of the question in its needle)."""
+
+
+def test_similarity_finds_evidence_that_shares_no_word_with_the_question(real_lm, stdlib_haystack):
+    """The default engine (attention + BM25 + the model's hidden-state similarity) keeps needles
+    like "Lorenzo took a selfie beneath the Eiffel Tower ..." for "Which character has been to
+    Paris?" among 4K tokens with hard negatives that name Paris; without the similarity it keeps
+    (almost) none. One recorded chunk loop per pair serves both configurations."""
+    from infiniretri_integrations.evaluation.evidence.signals import record_signals
+    from infiniretri_integrations.evaluation.lexgap import build_sample, load_pairs, needle_kept, pair_halves
+
+    pool = load_pairs()
+    halves = pair_halves(pool, seed=0)
+    engine = InfiniRetriEngine(real_lm, show_progress=False)
+    kept = {"default": 0, "without": 0}
+    for pair in (p for p in pool if p.id in LEXGAP_PAIRS):
+        assert halves[pair.id] == "calibration"
+        sample = build_sample(pair, pool, [stdlib_haystack], real_lm.tokenizer, 4000, 0, "calibration")
+        cfg = engine.config.replace(token_budget=512)
+        loop = record_signals(engine, sample.text, sample.question, cfg)
+        for name, variant in (("default", cfg), ("without", cfg.replace(similarity=None))):
+            kept[name] += needle_kept(sample, [(s.start, s.end) for s in loop.select(variant)])
+    assert kept["default"] >= 3, kept
+    assert kept["without"] <= kept["default"] - 2, kept
