@@ -66,7 +66,13 @@ def _layer(text: str) -> int | str:
 
 
 # --------------------------------------------------------------------------------- shared options
-RETRIEVAL_OPTIONS = {"tokens_per_pass": "tokens_per_pass", "chunk_size": "chunk_size", "layer": "scoring_layer"}
+RETRIEVAL_OPTIONS = {
+    "tokens_per_pass": "tokens_per_pass",
+    "chunk_size": "chunk_size",
+    "layer": "scoring_layer",
+    "similarity": "similarity",
+    "candidate_tokens": "candidate_tokens",
+}
 """Command-line destination -> :class:`RetrievalConfig` field."""
 
 
@@ -84,6 +90,16 @@ def _add_retrieval_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--layer", type=_layer, help="scoring layer index or 'auto' (default: the model's calibrated layer)"
     )
+    parser.add_argument(
+        "--similarity",
+        choices=("hidden", "embeddings", "none"),
+        help="the model's own similarity signal fused with attention (default hidden; none: off)",
+    )
+    parser.add_argument(
+        "--candidate-tokens",
+        type=_positive_int,
+        help="the cascade for long inputs: read only a candidate set of this many tokens (default: read everything)",
+    )
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +115,10 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The retrieval options given on the command line, as config fields."""
     given = {field: getattr(args, dest, None) for dest, field in RETRIEVAL_OPTIONS.items()}
-    return {field: value for field, value in given.items() if value is not None}
+    overrides = {field: value for field, value in given.items() if value is not None}
+    if overrides.get("similarity") == "none":
+        overrides["similarity"] = None
+    return overrides
 
 
 def _load(args: argparse.Namespace, lm: Any) -> Any:

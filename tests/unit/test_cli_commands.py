@@ -197,3 +197,32 @@ def test_qa_unknown_method(capsys, tiny_llama, tmp_path: Path) -> None:
     data.write_text(json.dumps({"context": TEXT, "input": "q?", "answers": ["a"]}), encoding="utf-8")
     code, _, err = _run(capsys, ["qa", "--jsonl", str(data), "--methods", "infiniretri,magic"], tiny_llama)
     assert code == 2 and "magic" in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ([], {}),
+        (["--similarity", "none"], {"similarity": None}),
+        (
+            ["--similarity", "embeddings", "--candidate-tokens", "64"],
+            {"similarity": "embeddings", "candidate_tokens": 64},
+        ),
+    ],
+)
+def test_similarity_and_cascade_flags_reach_the_engine(capsys, tiny_llama, doc: Path, monkeypatch, flags, expected):
+    from infiniretri_integrations.core.engine import InfiniRetriEngine
+
+    seen: list[tuple] = []
+    original = InfiniRetriEngine.retrieve
+
+    def spy(self, documents, question, **options):
+        seen.append((self.config.similarity, self.config.candidate_tokens))
+        return original(self, documents, question, **options)
+
+    monkeypatch.setattr(InfiniRetriEngine, "retrieve", spy)
+    code, _, err = _run(
+        capsys, ["ask", str(doc), "-q", "Who has cats?", "--no-answer", "--no-progress", *flags], tiny_llama
+    )
+    assert code == 0, err
+    assert seen == [(expected.get("similarity", "hidden"), expected.get("candidate_tokens"))]
