@@ -50,16 +50,29 @@ SECOND_TEXT = (
 
 QUESTIONS = ("What is the key code in the vault?", "When did the people of Farrow rebuild something?")
 
+_OFF = {"similarity": None}
+"""The cases pinned before the similarity signal existed run without it (their pins are unchanged)."""
+
 CASES: dict[str, tuple[str, dict[str, Any]]] = {
-    "defaults": ("one", {"chunk_size": 200}),
-    "top_k_rule": ("one", {"chunk_size": 200, "fusion": None, "tokens_per_pass": 48}),
-    "budget_64": ("one", {"chunk_size": 200, "token_budget": 64}),
-    "budget_capped_cache": ("one", {"chunk_size": 200, "token_budget": 48, "working_set_tokens": 120}),
-    "fusion_in_every_pass": ("one", {"chunk_size": 200, "fusion_stage": "pass", "tokens_per_pass": 48}),
-    "content_free": ("one", {"chunk_size": 200, "content_free": True, "fusion": None, "tokens_per_pass": 48}),
-    "heads_pairs": ("one", {"chunk_size": 200, "scoring_heads": [[18, 7], [18, 6], [17, 3]], "tokens_per_pass": 32}),
-    "batched_budget_64": ("many", {"chunk_size": 200, "token_budget": 64, "batch_size": 2}),
-    "shared_context_budget_64": ("shared", {"chunk_size": 200, "token_budget": 64}),
+    "defaults": ("one", {"chunk_size": 200, **_OFF}),
+    "top_k_rule": ("one", {"chunk_size": 200, "fusion": None, "tokens_per_pass": 48, **_OFF}),
+    "budget_64": ("one", {"chunk_size": 200, "token_budget": 64, **_OFF}),
+    "budget_capped_cache": ("one", {"chunk_size": 200, "token_budget": 48, "working_set_tokens": 120, **_OFF}),
+    "fusion_in_every_pass": ("one", {"chunk_size": 200, "fusion_stage": "pass", "tokens_per_pass": 48, **_OFF}),
+    "content_free": ("one", {"chunk_size": 200, "content_free": True, "fusion": None, "tokens_per_pass": 48, **_OFF}),
+    "heads_pairs": (
+        "one",
+        {"chunk_size": 200, "scoring_heads": [[18, 7], [18, 6], [17, 3]], "tokens_per_pass": 32, **_OFF},
+    ),
+    "batched_budget_64": ("many", {"chunk_size": 200, "token_budget": 64, "batch_size": 2, **_OFF}),
+    "shared_context_budget_64": ("shared", {"chunk_size": 200, "token_budget": 64, **_OFF}),
+    "similarity_defaults": ("one", {"chunk_size": 200}),
+    "similarity_budget_64": ("one", {"chunk_size": 200, "token_budget": 64}),
+    "similarity_no_fusion": ("one", {"chunk_size": 200, "fusion": None, "token_budget": 64}),
+    "similarity_embeddings": ("one", {"chunk_size": 200, "token_budget": 64, "similarity": "embeddings"}),
+    "similarity_every_pass": ("one", {"chunk_size": 200, "fusion_stage": "pass", "token_budget": 64}),
+    "similarity_batched": ("many", {"chunk_size": 200, "token_budget": 64, "batch_size": 2}),
+    "similarity_shared_context": ("shared", {"chunk_size": 200, "token_budget": 64}),
 }
 """Case name -> (how it runs, engine options): ``"one"`` is one ``retrieve`` of the first of
 :data:`QUESTIONS`; ``"many"`` both questions in one batched ``retrieve_many`` (which equals one

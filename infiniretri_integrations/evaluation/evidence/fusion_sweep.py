@@ -35,6 +35,8 @@ DEFAULT_GRID: dict[str, Variant] = {
     **{f"sum_l{lw}_s{sw}": ("sum", lw, sw, "hidden") for lw in (1.0, 2.5) for sw in (0.5, 1.0, 1.5, 2.0, 3.0)},
     **{f"max_l{lw}_s{sw}": ("max", lw, sw, "hidden") for lw in (1.0, 2.5) for sw in (1.0, 1.5, 2.0)},
     **{f"sum_l0_s{sw}": ("sum", 0.0, sw, "hidden") for sw in (0.5, 1.0, 2.0)},
+    **{f"sumk{k}_l2.5_s{sw}": (f"sumk{k}", 2.5, sw, "hidden") for k in (10, 20) for sw in (1.0, 2.0, 3.0)},
+    **{f"sum_l{lw}_s{sw}": ("sum", lw, sw, "hidden") for lw in (2.0, 2.5, 3.0) for sw in (1.5, 2.0, 2.5)},
     **{f"emb_l2.5_s{sw}": ("sum", 2.5, sw, "embeddings") for sw in (1.0, 2.0)},
 }
 
@@ -73,6 +75,14 @@ def fused_scores(entry: dict[str, Any], variant: Variant) -> torch.Tensor:
     others = [(scores, weight) for scores, weight in others if weight > 0]
     if rule == "sum":
         return rank_fusion_many(tensor["attention"], others)
+    if rule.startswith("sumk"):  # the similarity's ranks with their own constant k (peakier for small k)
+        k = float(rule[4:])
+        lexical = [(s, w) for s, w in others[:-1]] if similarity_weight > 0 else others
+        fused = rank_fusion_many(tensor["attention"], lexical)
+        if similarity_weight > 0:
+            # normalised so that rank 1 gets what it gets with k = 60; lower ranks fall off faster
+            fused = fused + rank_fusion_many(tensor[signal], [], k) * similarity_weight * (k + 1) / 61.0
+        return fused
     parts = [rank_fusion_many(tensor["attention"], [])] + [rank_fusion_many(s, []) * w for s, w in others]
     stacked = torch.stack(parts)
     return stacked.max(dim=0).values + 1e-6 * stacked.sum(dim=0)
