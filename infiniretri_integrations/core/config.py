@@ -40,6 +40,10 @@ DEFAULT_SIMILARITY_WEIGHT = 2.5
 """Weight of the similarity signal's reciprocal rank relative to attention's when
 ``similarity_weight`` is unset (chosen on the calibration halves; see docs/evaluation.md)."""
 
+SIMILARITY_SIGNALS = ("hidden", "embeddings")
+"""``similarity`` values: ``"hidden"``: hidden states entering ``similarity_layer``, captured in the
+scoring passes; ``"embeddings"``: the scoring model's input embeddings (no forward pass)."""
+
 SIMILARITY_DEPTH = 0.3
 """With ``similarity_layer`` unset, the similarity reads the hidden states entering this fraction
 of the model's depth (layer 9 of SmolLM2's 30), or the deepest scoring layer when that is shallower."""
@@ -356,8 +360,6 @@ class RetrievalConfig:
             raise ValueError(msg)
 
     def _validate_similarity(self) -> None:
-        from infiniretri_integrations.core.similarity import SIMILARITY_SIGNALS
-
         if self.similarity is None:
             given = {"similarity_layer": self.similarity_layer, "similarity_weight": self.similarity_weight}
             named = ", ".join(f"{k}={v!r}" for k, v in given.items() if v is not None)

@@ -28,15 +28,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from infiniretri_integrations.core.config import SIMILARITY_DEPTH, RetrievalConfig
+from infiniretri_integrations.core.config import SIMILARITY_DEPTH, SIMILARITY_SIGNALS, RetrievalConfig
 from infiniretri_integrations.core.types import Sentence
 
 if TYPE_CHECKING:
     from infiniretri_integrations.core.models import LocalModel
 
-SIMILARITY_SIGNALS = ("hidden", "embeddings")
-"""``"hidden"``: hidden states entering ``similarity_layer``, captured in the scoring passes;
-``"embeddings"``: the scoring model's input embeddings (no forward pass)."""
 
 STD_FLOOR = 1e-6
 

@@ -29,6 +29,56 @@ from typing import Any, Protocol
 
 from infiniretri_integrations.evaluation.metrics import normalize_answer
 
+Span = tuple[int, int]
+"""A character span ``(start, end)`` of a sample's text."""
+
+COVERAGE = 0.5
+"""A gold sentence is covered when at least this fraction of its characters is kept."""
+
+
+def merge_spans(spans: Sequence[Span]) -> list[Span]:
+    """Sorted, with overlapping or touching spans merged.
+
+    Example:
+        >>> merge_spans([(5, 8), (0, 2), (2, 3), (7, 10)])
+        [(0, 3), (5, 10)]
+    """
+    merged: list[Span] = []
+    for start, end in sorted(s for s in spans if s[1] > s[0]):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def covered_fraction(span: Span, kept: Sequence[Span]) -> float:
+    """The fraction of ``span``'s characters inside the (merged) ``kept`` spans.
+
+    Example:
+        >>> covered_fraction((10, 20), [(0, 12), (15, 30)])
+        0.7
+    """
+    start, end = span
+    if end <= start:
+        return 0.0
+    inside = sum(max(0, min(end, e) - max(start, s)) for s, e in kept)
+    return inside / (end - start)
+
+
+def span_covered(span: Span, kept: Sequence[Span]) -> bool:
+    """Whether at least :data:`COVERAGE` (half) of ``span``'s characters lie inside the
+    ``kept`` spans (merged first, so overlapping spans count once): the rule for a gold sentence,
+    a lexical-gap needle and a hard negative alike.
+
+    Example:
+        >>> span_covered((10, 20), [(0, 12), (14, 18)]), span_covered((10, 20), [(0, 14), (12, 14)])
+        (True, False)
+    """
+    return covered_fraction(span, merge_spans(kept)) >= COVERAGE
+
+
+
 HALVES = ("calibration", "test")
 LEVAL_TASKS = ("natural_question", "scientific_qa", "multidoc_qa", "legal_contract_qa")
 """L-Eval tasks with short extractive answers found verbatim (after normalisation) in the document:

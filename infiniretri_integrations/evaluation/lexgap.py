@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from infiniretri_integrations.evaluation.evidence_data import (
+    span_covered,
     HALVES,
     EvidenceSample,
     Tokenizer,
@@ -444,8 +445,6 @@ def span_kept(span: tuple[int, int], kept_spans: Sequence[tuple[int, int]]) -> b
         >>> span_kept((10, 20), [(0, 12), (14, 18)]), span_kept((10, 20), [(0, 14)])
         (True, False)
     """
-    from infiniretri_integrations.evaluation.evidence.metrics import span_covered
-
     return span_covered(span, kept_spans)
 
 

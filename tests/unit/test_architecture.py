@@ -44,6 +44,7 @@ CORE_TIERS: dict[str, int] = {
     # 4: what runs a model
     "attention": 4,
     "generation": 4,
+    "similarity": 4,
     # 5: calibration (runs attention on synthetic cases)
     "calibration": 5,
     # 6: the engine's stages

@@ -18,8 +18,10 @@ from typing import Any
 
 from infiniretri_integrations.evaluation import lexgap
 from infiniretri_integrations.evaluation.evidence_data import (
+    COVERAGE,
     LEVAL_TASKS,
     EvidenceSample,
+    Span,
     hotpot_samples,
     leval_samples,
 )
@@ -46,8 +48,6 @@ __all__ = [
     "load_samples",
 ]
 
-COVERAGE = 0.5
-"""A gold sentence is covered when at least this fraction of its characters is kept."""
 BUDGETS = (256, 512, 1024)
 LENGTHS = (8000, 32000, 128000)
 """HotpotQA-long's default input lengths in tokens."""
@@ -65,8 +65,6 @@ DATASET_LENGTHS = {"hotpotqa-long": LENGTHS, lexgap.DATASET: lexgap.LENGTHS}
 RESULTS_KEY = "records"
 YES_NO = frozenset({"yes", "no"})
 
-Span = tuple[int, int]
-"""A character span ``(start, end)`` of a sample's text."""
 
 
 def dataset_lengths(args: argparse.Namespace, dataset: str) -> list[int]:
