@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from infiniretri_integrations.core.config import SIMILARITY_DEPTH, SIMILARITY_SIGNALS, RetrievalConfig
+from infiniretri_integrations.core.config import SIMILARITY_DEPTH, RetrievalConfig
+from infiniretri_integrations.core.config import SIMILARITY_SIGNALS as SIMILARITY_SIGNALS
 from infiniretri_integrations.core.types import Sentence
 
 if TYPE_CHECKING:

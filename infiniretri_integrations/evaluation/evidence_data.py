@@ -78,7 +78,6 @@ def span_covered(span: Span, kept: Sequence[Span]) -> bool:
     return covered_fraction(span, merge_spans(kept)) >= COVERAGE
 
 
-
 HALVES = ("calibration", "test")
 LEVAL_TASKS = ("natural_question", "scientific_qa", "multidoc_qa", "legal_contract_qa")
 """L-Eval tasks with short extractive answers found verbatim (after normalisation) in the document:

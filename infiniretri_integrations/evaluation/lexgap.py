@@ -44,10 +44,10 @@ from pathlib import Path
 from typing import Any
 
 from infiniretri_integrations.evaluation.evidence_data import (
-    span_covered,
     HALVES,
     EvidenceSample,
     Tokenizer,
+    span_covered,
     split_halves,
     split_order,
 )

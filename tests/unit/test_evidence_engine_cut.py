@@ -6,24 +6,37 @@ from __future__ import annotations
 import pytest
 from test_selection import PASSAGES  # tests/unit is on the path (rootdir conftest, rootless test folders)
 
-from infiniretri_integrations import InfiniRetriEngine
-from infiniretri_integrations.evaluation.evidence import cut_to_budgets
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # a tiny model: threads only fight for the cores
 
 
 @pytest.mark.parametrize("question", ["How high is Mount Fuji?", "Which river crosses eleven countries?"])
 @pytest.mark.parametrize("fusion", [None, "bm25"])
-def test_cuts_of_one_run_equal_runs_at_each_budget(tiny_llama, question, fusion):
-    engine = InfiniRetriEngine(tiny_llama, chunk_size=96, tokens_per_pass=8, max_sentence_tokens=48, fusion=fusion)
-    documents = [PASSAGES, PASSAGES[::-1]]
-    largest = engine.retrieve(documents, question, token_budget=600)
-    for budget, kept in cut_to_budgets(largest.sentences, [50, 120, 256, 600]).items():
-        alone = engine.retrieve(documents, question, token_budget=budget)
-        assert [(s.document_index, s.sentence_index) for s in kept] == [
-            (s.document_index, s.sentence_index) for s in alone.sentences
-        ]
-        assert sum(s.token_count for s in kept) <= budget
+@pytest.mark.parametrize("similarity", [None, "hidden"])
+def test_one_recorded_loop_gives_each_budget_exactly(tiny_llama, question, fusion, similarity, monkeypatch):
+    """Budgets up to the pass floor share one chunk loop; each budget's selection must equal a run
+    at that budget (not a cut of the largest: the budget rule skips sentences that do not fit, so a
+    smaller budget may take a sentence the largest one left out)."""
+    from infiniretri_integrations.evaluation.evidence import EvidenceBench
+    from infiniretri_integrations.evaluation.evidence.methods import _infiniretri
+    from infiniretri_integrations.evaluation.evidence.signals import record_signals
+    from infiniretri_integrations.evaluation.evidence_data import EvidenceSample
+
+    options = {"chunk_size": 96, "tokens_per_pass": 8, "max_sentence_tokens": 48}
+    bench = EvidenceBench(tiny_llama, engine_options=options)
+    documents = PASSAGES + "\n\n" + PASSAGES[::-1]
+    sample = EvidenceSample("leval", "doc", question, ("x",), documents, "test")
+    loops: list[int] = []
+    monkeypatch.setattr(
+        "infiniretri_integrations.evaluation.evidence.signals.record_signals",
+        lambda *args: loops.append(1) or record_signals(*args),
+    )
+    budgets = [50, 120, 256, 600]
+    selections = _infiniretri(bench, sample, budgets, {"fusion": fusion, "similarity": similarity})
+    assert len(loops) == 1
+    for budget in budgets:
+        alone = bench.engine.retrieve([documents], question, token_budget=budget, fusion=fusion, similarity=similarity)
+        assert selections[budget].spans == [(s.start, s.end) for s in alone.sentences]
+        assert selections[budget].kept_tokens <= budget
 
 
 def test_share_context_variant_runs_one_call_per_text_and_matches_retrieve_many(tiny_llama, monkeypatch):

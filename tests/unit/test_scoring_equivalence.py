@@ -66,7 +66,13 @@ def test_same_sentences_selected_as_reference(request, fixture_name):
     lm = request.getfixturevalue(fixture_name)
     layer = lm.num_layers - 1
     engine = InfiniRetriEngine(
-        lm, chunk_size=128, tokens_per_pass=20, scoring_layer=layer, max_sentence_tokens=64, fusion=None, similarity=None
+        lm,
+        chunk_size=128,
+        tokens_per_pass=20,
+        scoring_layer=layer,
+        max_sentence_tokens=64,
+        fusion=None,
+        similarity=None,
     )  # the paper's method: attention alone
     question = "What is the secret code for the vault?"
     result = engine.retrieve([TEXT], question)

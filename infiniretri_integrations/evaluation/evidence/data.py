@@ -66,7 +66,6 @@ RESULTS_KEY = "records"
 YES_NO = frozenset({"yes", "no"})
 
 
-
 def dataset_lengths(args: argparse.Namespace, dataset: str) -> list[int]:
     """The input lengths of ``dataset`` (one of :data:`DATASET_LENGTHS`), ascending: ``args.lengths``
     when given, else the dataset's own defaults.

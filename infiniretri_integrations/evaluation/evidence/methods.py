@@ -189,36 +189,45 @@ def _random_scores(bench: Bench, sample: EvidenceSample, texts: list[str]) -> li
 def _infiniretri(
     bench: Bench, sample: EvidenceSample, budgets: Sequence[int], options: dict[str, Any]
 ) -> dict[int | None, Selection]:
-    """The engine through its chunk loop. Budgets up to the engine's budgeted pass floor
-    (``working_set_tokens``, else ``DEFAULT_WORKING_SET_TOKENS``) run the very same passes and differ only in the final cut by
-    the last scores, so one run at the largest of them serves them all (:func:`cut_to_budgets`);
-    larger budgets run on their own."""
+    """The engine through its chunk loop, one exact result per budget. Budgets up to the engine's
+    budgeted pass floor (``working_set_tokens``, else ``DEFAULT_WORKING_SET_TOKENS``) run the very
+    same passes and differ only in the final selection, so one recorded chunk loop serves them
+    all (:meth:`Bench.final_variant`); with ``share_context`` one run at the largest of them is
+    cut to each (:func:`cut_to_budgets`)."""
     from infiniretri_integrations.core.selection import budgeted_pass_floor
 
     options = dict(options)
     share_context = bool(options.pop("share_context", False))
-    working = budgeted_pass_floor(bench.engine.config.replace(**options))
-    shared = sorted(b for b in budgets if b <= working)
-    runs = [*([shared] if shared else []), *([b] for b in budgets if b > working)]
     selections: dict[int | None, Selection] = {}
-    for run_budgets in runs:
-        if share_context:
+    if share_context:
+        working = budgeted_pass_floor(bench.engine.config.replace(**options))
+        shared = sorted(b for b in budgets if b <= working)
+        for run_budgets in [*([shared] if shared else []), *([b] for b in budgets if b > working)]:
             result, seconds, sharing = bench.shared_retrieval(sample, max(run_budgets), options)
-            sentences, stats = result.sentences, result.stats
-        else:
-            sentences, stats, seconds = bench.final_variant(sample, max(run_budgets), options)
+            extra = {
+                "scoring_layers": list(result.stats.scoring_layers),
+                "chunks": result.stats.chunks,
+                "questions_sharing": sharing,
+                "shared_run_budget": max(run_budgets),
+            }
+            for budget, kept in cut_to_budgets(result.sentences, run_budgets).items():
+                selections[budget] = _selection(kept, seconds, extra)
+        return selections
+    for budget in budgets:
+        sentences, stats, seconds = bench.final_variant(sample, budget, options)
         extra = {"scoring_layers": list(stats.scoring_layers), "chunks": stats.chunks}
-        if share_context:
-            extra["questions_sharing"] = sharing
-        for budget, kept in cut_to_budgets(sentences, run_budgets).items():
-            selections[budget] = Selection(
-                spans=[(s.start, s.end) for s in kept],
-                kept_tokens=sum(s.token_count for s in kept),
-                units=len(kept),
-                seconds=seconds,
-                extra={**extra, "shared_run_budget": max(run_budgets)},
-            )
+        selections[budget] = _selection(sentences, seconds, extra)
     return selections
+
+
+def _selection(kept: Sequence[Any], seconds: float, extra: dict[str, Any]) -> Selection:
+    return Selection(
+        spans=[(s.start, s.end) for s in kept],
+        kept_tokens=sum(s.token_count for s in kept),
+        units=len(kept),
+        seconds=seconds,
+        extra=dict(extra),
+    )
 
 
 def cut_to_budgets(sentences: Sequence[Any], budgets: Sequence[int]) -> dict[int, list[Any]]:

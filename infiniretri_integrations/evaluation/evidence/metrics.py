@@ -14,16 +14,20 @@ Example:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from infiniretri_integrations.evaluation.evidence.data import DEFAULT_SEED, RESAMPLES, YES_NO, Span
 from infiniretri_integrations.evaluation.evidence_data import (
-    COVERAGE,
+    COVERAGE as COVERAGE,
+)
+from infiniretri_integrations.evaluation.evidence_data import (
     EvidenceSample,
     answer_in_text,
-    covered_fraction,
     merge_spans,
     span_covered,
+)
+from infiniretri_integrations.evaluation.evidence_data import (
+    covered_fraction as covered_fraction,
 )
 from infiniretri_integrations.evaluation.metrics import normalize_answer
 

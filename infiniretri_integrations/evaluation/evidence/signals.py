@@ -62,8 +62,14 @@ def shares_passes(cfg: RetrievalConfig) -> bool:
 
 
 def loop_key(cfg: RetrievalConfig) -> str:
-    """What decides the passes of ``cfg`` (its options but the final ones)."""
-    return repr(cfg.replace(fusion="bm25", fusion_weight=None, similarity=None))
+    """What decides the passes of ``cfg``: its options but the final ones, with a ``token_budget``
+    up to the budgeted pass floor counted as the floor (such budgets run the same passes)."""
+    from infiniretri_integrations.core.selection import budgeted_pass_floor
+
+    budget = cfg.token_budget
+    if budget is not None:
+        budget = max(budget, budgeted_pass_floor(cfg))
+    return repr(cfg.replace(fusion="bm25", fusion_weight=None, similarity=None, token_budget=budget))
 
 
 def recording_config(cfg: RetrievalConfig) -> RetrievalConfig:
