@@ -264,9 +264,15 @@ def run_lengths(
 
 
 def lexgap_recall(
-    lm: LocalModel, essays: str | Path, length: int, candidate_tokens: int, coverage: float, limit: int | None
+    lm: LocalModel,
+    essays: str | Path,
+    length: int,
+    candidate_tokens: int,
+    coverage: float,
+    limit: int | None,
+    split: str = "calibration",
 ) -> dict[str, Any]:
-    """On the calibration half of the lexical-gap pairs: how often the candidate set holds the
+    """On one half of the lexical-gap pairs: how often the candidate set holds the
     needle, with the engine's first stage as it is (BM25 fused with the input-embedding
     similarity) and with BM25 alone (``similarity=None``), against what a random set of the same
     size would hold (its share of the tokens)."""
@@ -274,7 +280,7 @@ def lexgap_recall(
     from infiniretri_integrations.core.engine import first_stage_scores
     from infiniretri_integrations.evaluation.lexgap import build_samples, span_kept
 
-    samples = build_samples(essays, lm.tokenizer, [length], split="calibration", limit=limit)
+    samples = build_samples(essays, lm.tokenizer, [length], split=split, limit=limit)
     held = {"bm25+embeddings": 0, "bm25": 0}
     shares = []
     for sample in samples:
@@ -291,6 +297,7 @@ def lexgap_recall(
         shares.append(sum(s.token_count for s in chosen) / max(1, sum(s.token_count for s in sentences)))
     return {
         "samples": len(samples),
+        "split": split,
         "length": length,
         "candidate_tokens": candidate_tokens,
         "candidate_coverage": coverage,
@@ -331,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, default=None, help=f"results file (default: {DEFAULT_JSON})")
     parser.add_argument("--lexgap", action="store_true", help="lexical-gap candidate recall instead")
     parser.add_argument("--lexgap-length", type=int, default=16000)
-    parser.add_argument("--lexgap-limit", type=int, default=None, help="first N calibration pairs only")
+    parser.add_argument("--lexgap-limit", type=int, default=None, help="first N pairs of the half only")
+    parser.add_argument("--lexgap-split", choices=("calibration", "test"), default="calibration", help="which half")
     parser.add_argument("--coverage", type=float, default=0.25, help="candidate_coverage (lexgap mode)")
     return parser
 
@@ -353,9 +361,11 @@ def _handle(args: argparse.Namespace) -> int:
             msg = "--lexgap needs --essays (the Paul Graham essays folder)"
             raise UsageError(msg)
         candidate_tokens = args.candidate_tokens if args.candidate_tokens != 16384 else 4096
-        summary = lexgap_recall(lm, args.essays, args.lexgap_length, candidate_tokens, args.coverage, args.lexgap_limit)
+        summary = lexgap_recall(
+            lm, args.essays, args.lexgap_length, candidate_tokens, args.coverage, args.lexgap_limit, args.lexgap_split
+        )
         print(
-            f"lexical-gap calibration half, {summary['length']} tokens, candidate_tokens {candidate_tokens}: "
+            f"lexical-gap {summary['split']} half, {summary['length']} tokens, candidate_tokens {candidate_tokens}: "
             "needle in the candidate set "
             + ", ".join(f"{name} {held}/{summary['samples']}" for name, held in summary["needle_in_candidates"].items())
             + f" (a random set of the same size: {summary['random_expectation']})"
