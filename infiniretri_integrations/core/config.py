@@ -36,7 +36,7 @@ DEFAULT_FUSION_WEIGHT = 2.5
 """Weight of the lexical signal's reciprocal rank relative to attention's when ``fusion_weight``
 is unset (chosen on the calibration half of HotpotQA-long; see docs/evaluation.md)."""
 
-DEFAULT_SIMILARITY_WEIGHT = 2.5
+DEFAULT_SIMILARITY_WEIGHT = 1.5
 """Weight of the similarity signal's reciprocal rank relative to attention's when
 ``similarity_weight`` is unset (chosen on the calibration halves; see docs/evaluation.md)."""
 
