@@ -36,7 +36,11 @@ DEFAULT_GRID: dict[str, Variant] = {
     **{f"max_l{lw}_s{sw}": ("max", lw, sw, "hidden") for lw in (1.0, 2.5) for sw in (1.0, 1.5, 2.0)},
     **{f"sum_l0_s{sw}": ("sum", 0.0, sw, "hidden") for sw in (0.5, 1.0, 2.0)},
     **{f"sumk{k}_l2.5_s{sw}": (f"sumk{k}", 2.5, sw, "hidden") for k in (10, 20) for sw in (1.0, 2.0, 3.0)},
-    **{f"{r}_l2.5_s{sw}": (r, 2.5, sw, "hidden") for r in ("zerolex", "zerolexrank") for sw in (1.0, 2.0, 2.5, 3.0, 4.0)},
+    **{
+        f"{r}_l2.5_s{sw}": (r, 2.5, sw, "hidden")
+        for r in ("zerolex", "zerolexrank")
+        for sw in (1.0, 2.0, 2.5, 3.0, 4.0)
+    },
     **{f"sum_l{lw}_s{sw}": ("sum", lw, sw, "hidden") for lw in (2.0, 2.5, 3.0) for sw in (1.5, 2.0, 2.5)},
     **{f"emb_l2.5_s{sw}": ("sum", 2.5, sw, "embeddings") for sw in (1.0, 2.0)},
 }
@@ -77,11 +81,15 @@ def fused_scores(entry: dict[str, Any], variant: Variant) -> torch.Tensor:
     if rule == "sum":
         return rank_fusion_many(tensor["attention"], others)
     if rule == "zerolex":  # the similarity counts only for sentences BM25 gives nothing
-        fused = rank_fusion_many(tensor["attention"], [(tensor["lexical"], lexical_weight)] if lexical_weight > 0 else [])
+        fused = rank_fusion_many(
+            tensor["attention"], [(tensor["lexical"], lexical_weight)] if lexical_weight > 0 else []
+        )
         rescue = rank_fusion_many(tensor[signal], []) * similarity_weight
         return fused + torch.where(tensor["lexical"] <= 0, rescue, torch.zeros_like(rescue))
     if rule == "zerolexrank":  # ... ranked among those sentences only
-        fused = rank_fusion_many(tensor["attention"], [(tensor["lexical"], lexical_weight)] if lexical_weight > 0 else [])
+        fused = rank_fusion_many(
+            tensor["attention"], [(tensor["lexical"], lexical_weight)] if lexical_weight > 0 else []
+        )
         zero = tensor["lexical"] <= 0
         masked = torch.where(zero, tensor[signal], torch.full_like(tensor[signal], -1e9))
         rescue = rank_fusion_many(masked, []) * similarity_weight
