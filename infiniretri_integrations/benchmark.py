@@ -46,6 +46,7 @@ from infiniretri_integrations.core.attention import forward_through
 from infiniretri_integrations.core.config import RetrievalConfig
 from infiniretri_integrations.core.engine import InfiniRetriEngine
 from infiniretri_integrations.core.models import LocalModel, quantize_int8
+from infiniretri_integrations.core.scoring_setup import trim_to_scoring
 from infiniretri_integrations.core.segmentation import sentence_spans
 from infiniretri_integrations.core.storage import write_atomic
 from infiniretri_integrations.core.types import ForwardPass
@@ -373,6 +374,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="also measure the engine and floor with int8 dynamic quantisation of the linear layers "
         "(CPU only; core.models.quantize_int8) as engine[int8]",
     )
+    parser.add_argument(
+        "--compare-trimmed",
+        action="store_true",
+        help="also measure the engine and floor on the model trimmed to its scoring layers "
+        "(core.scoring_setup.trim_to_scoring; the same scores, fewer weights) as engine[trimmed]",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write all measurements here")
     parser.add_argument(
         "--variant",
@@ -424,6 +431,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
     ]
     if args.compare_int8:
         models.append(("int8", quantize_int8(lm)))
+    if args.compare_trimmed:
+        models.append(("trimmed", trim_to_scoring(lm)))
     haystack = load_haystack(args.essays)
     if args.throughput:
         return _run_throughput(args, lm, haystack)
@@ -441,12 +450,23 @@ def run_benchmark(args: argparse.Namespace) -> int:
         not args.no_last_layer,
         extra_variants=[_parse_variant(v) for v in args.variant],
     )
-    table = summary_table(results)
+    weights = {label: round(weights_mb(model), 1) for label, model in models}
+    table = summary_table(results) + "\n\nweights held (MB): " + ", ".join(f"{k} {v}" for k, v in weights.items())
     print("\n" + table)
     _write_json(
-        args.json, lm, machine, {"results": [asdict(r) | {"seconds_per_1k": r.seconds_per_1k} for r in results]}, table
+        args.json,
+        lm,
+        machine,
+        {"results": [asdict(r) | {"seconds_per_1k": r.seconds_per_1k} for r in results], "weights_mb": weights},
+        table,
     )
     return 0
+
+
+def weights_mb(lm: LocalModel) -> float:
+    """MB of the parameters and buffers ``lm`` holds (int8-packed weights are not parameters: not counted)."""
+    tensors = [*lm.model.parameters(), *lm.model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors) / 2**20
 
 
 def _write_json(path: Path | None, lm: LocalModel, machine: str, measured: dict[str, Any], table: str) -> None:

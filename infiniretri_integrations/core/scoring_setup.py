@@ -3,11 +3,13 @@ resolved against the model (its known default layer, a stored calibration for ``
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
+
+import torch
 
 from infiniretri_integrations.core.attention import resolve_layers
 from infiniretri_integrations.core.config import HeadSelection, LayerSpec, RetrievalConfig, is_head_pairs
-from infiniretri_integrations.core.models import LocalModel
+from infiniretri_integrations.core.models import LocalModel, model_lock
 
 
 def default_scoring_layer(lm: LocalModel) -> int | tuple[int, ...]:
@@ -50,3 +52,70 @@ def scoring_setup(lm: LocalModel, cfg: RetrievalConfig) -> tuple[tuple[int, ...]
     if spec is None:
         spec = default_scoring_layer(lm)
     return resolve_layers(spec, lm.num_layers), heads  # type: ignore[arg-type]
+
+
+class TrimmedLayer(torch.nn.Module):
+    """Stands in for a decoder layer (or LM head) :func:`trim_to_scoring` removed: no weights; raises if run."""
+
+    def __init__(self, name: str, attention_type: str | None = None) -> None:
+        super().__init__()
+        self.name = name
+        if attention_type is not None:
+            self.attention_type = attention_type  # read by some decoders' loops before each layer runs
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        msg = (
+            f"{self.name} was removed by trim_to_scoring: this model scores (the passes stop at the deepest "
+            "scoring layer) but cannot score deeper or generate; give answers their own model "
+            "(InfiniRetriEngine(model=full_model, scoring_model=trimmed))"
+        )
+        raise RuntimeError(msg)
+
+
+def trim_to_scoring(lm: LocalModel, scoring_layer: LayerSpec = None, *, inplace: bool = False) -> LocalModel:
+    """``lm`` keeping only the decoder layers a scoring pass runs: the layers after the deepest of
+    ``scoring_layer`` (``None``: the model's default, :func:`default_scoring_layer`) and an untied
+    LM head are replaced by weightless :class:`TrimmedLayer` placeholders.
+
+    Every pass stops inside the deepest scoring layer, so the scores are exactly today's; what
+    changes is memory (SmolLM2-135M at its default layer 18 keeps 19 of 30 layers: ~29% fewer
+    parameters). The config is left as it was (layer count, defaults and stored calibrations
+    still apply). Such a model cannot answer: use it where nothing generates (retrievers,
+    compressors, postprocessors) or as ``scoring_model`` beside a full reader.
+
+    Args:
+        lm: the model to trim.
+        scoring_layer: the layer(s) the engine will score with (``"auto"``: the model's stored
+            calibration); deeper ``scoring_layer`` values then fail with a clear error.
+        inplace: trim ``lm.model`` itself instead of a copy.
+
+    Example:
+        >>> from infiniretri_integrations import InfiniRetriEngine, load_model  # doctest: +SKIP
+        >>> retriever_engine = InfiniRetriEngine(trim_to_scoring(load_model(), inplace=True))  # doctest: +SKIP
+    """
+    import copy
+
+    from infiniretri_integrations.core.attention import decoder_layers
+
+    layers, _ = scoring_setup(lm, RetrievalConfig(scoring_layer=scoring_layer))
+    deepest = max(layers)
+    model = lm.model if inplace else copy.deepcopy(lm.model)
+    trimmed = LocalModel(
+        model=model,
+        tokenizer=lm.tokenizer,
+        name=lm.name,  # the same weights' identity: its bundled or cached layer calibration applies
+        default_scoring_layer=default_scoring_layer(lm)
+        if lm.default_scoring_layer is None
+        else lm.default_scoring_layer,
+    )
+    with model_lock(model):
+        modules = decoder_layers(trimmed)
+        for index in range(deepest + 1, len(modules)):
+            if not isinstance(modules[index], TrimmedLayer):
+                attention_type = getattr(modules[index], "attention_type", None)
+                modules[index] = TrimmedLayer(f"decoder layer {index}", attention_type)
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        embeddings = model.get_input_embeddings()
+        if isinstance(head, torch.nn.Module) and getattr(head, "weight", None) is not embeddings.weight:
+            model.set_output_embeddings(TrimmedLayer("the LM head"))
+    return trimmed

@@ -164,3 +164,21 @@ def test_similarity_finds_evidence_that_shares_no_word_with_the_question(real_lm
             kept[name] += needle_kept(sample, [(s.start, s.end) for s in loop.select(variant)])
     assert kept["default"] >= 3, kept
     assert kept["without"] <= kept["default"] - 2, kept
+
+
+def test_trimmed_packaged_model_keeps_its_scores_with_fewer_weights(real_lm, stdlib_haystack):
+    """The packaged model trimmed to its default scoring layer (18 of 30) holds ~29% fewer weights
+    and scores a needle case exactly as the full model does."""
+    from infiniretri_integrations.core.scoring_setup import trim_to_scoring
+
+    trimmed = trim_to_scoring(real_lm)
+    full_params = sum(p.numel() for p in real_lm.model.parameters())
+    trimmed_params = sum(p.numel() for p in trimmed.model.parameters())
+    assert trimmed_params < 0.75 * full_params, (trimmed_params, full_params)
+    case = build_case(stdlib_haystack, real_lm.tokenizer, 3_000, 50)
+    results = [
+        InfiniRetriEngine(lm, show_progress=False, token_budget=256).retrieve([case.text], case.question)
+        for lm in (real_lm, trimmed)
+    ]
+    assert [(s.text, s.score) for s in results[1].sentences] == [(s.text, s.score) for s in results[0].sentences]
+    assert needle_retrieved([s.text for s in results[1].sentences], case.needle)
