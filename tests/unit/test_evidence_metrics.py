@@ -336,3 +336,12 @@ def test_configure_parser_defaults_and_shared_options() -> None:
     assert args.lengths == [8000, 32000] and args.budgets == [256, 512, 1024]
     assert args.variant == [("infiniretri[l12]", {"scoring_layer": 12})]
     assert args.split == "all" and args.seed == 0 and args.model is None
+
+
+def test_plot_styles_are_distinct_and_the_same_in_every_panel():
+    from infiniretri_integrations.evaluation.evidence.report import method_styles
+
+    methods = [f"method{i}" for i in range(12)]
+    styles = method_styles(methods)
+    assert len({(tuple(s["color"]), s["marker"]) for s in styles.values()}) == 12  # no two methods look alike
+    assert method_styles(methods)["method7"] == styles["method7"]  # a method keeps its style across panels

@@ -247,6 +247,24 @@ def report(
     return "\n\n".join(parts) if parts else "(no records)"
 
 
+def method_styles(methods: list[str]) -> dict[str, dict[str, Any]]:
+    """One colour and marker per method, the same in every panel (tab10, or tab20 beyond ten methods).
+
+    Example:
+        >>> styles = method_styles(["infiniretri", "bm25_sentences"])
+        >>> styles["infiniretri"]["marker"], styles["bm25_sentences"]["marker"]
+        ('o', 's')
+    """
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10" if len(methods) <= 10 else "tab20"]
+    markers = "osD^v<>pPX*h"
+    return {
+        method: {"color": palette(number % palette.N), "marker": markers[number % len(markers)]}
+        for number, method in enumerate(methods)
+    }
+
+
 def plot(data: dict[str, Any], path: str | Path, half: str = "test", seed: int = DEFAULT_SEED) -> Path:
     """Recall vs budget per method with 95% CI bars, one panel per dataset/length: each setting's
     headline metric (:func:`primary_metric`: supporting recall for HotpotQA-long, needle recall for
@@ -262,6 +280,7 @@ def plot(data: dict[str, Any], path: str | Path, half: str = "test", seed: int =
         msg = f"nothing to plot: no budgeted records of the {half} half"
         raise ValueError(msg)
     figure, axes = plt.subplots(1, len(settings), figsize=(4.6 * len(settings), 4.2), squeeze=False, sharey=True)
+    styles = method_styles(list(dict.fromkeys(r["method"] for r in rows)))
     for axis, setting in zip(axes[0], settings, strict=True):
         metric = primary_metric(setting)
         here = [r for r in rows if r["setting"] == setting and r[metric] is not None]
@@ -272,7 +291,7 @@ def plot(data: dict[str, Any], path: str | Path, half: str = "test", seed: int =
             xs = [b * dodge for b, _ in points]
             means = [v["mean"] for _, v in points]
             errors = [[v["mean"] - v["ci"][0] for _, v in points], [v["ci"][1] - v["mean"] for _, v in points]]
-            axis.errorbar(xs, means, yerr=errors, marker="o", capsize=3, label=method)
+            axis.errorbar(xs, means, yerr=errors, capsize=3, label=method, **styles[method])
         n = max((r[metric]["n"] for r in here), default=0)
         axis.set_title(f"{setting} ({half} half, n={n})")
         axis.set_xscale("log", base=2)
@@ -281,7 +300,11 @@ def plot(data: dict[str, Any], path: str | Path, half: str = "test", seed: int =
         axis.set_ylabel(metric_label(setting, metric))
         axis.set_ylim(0, 1.02)
         axis.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower right")
+    legend: dict[str, Any] = {}
+    for axis in axes[0]:
+        for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)  # every method of every panel, once
+    axes[0][-1].legend(list(legend.values()), list(legend), fontsize=7, loc="lower right")
     figure.tight_layout()
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
