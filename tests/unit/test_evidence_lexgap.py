@@ -271,3 +271,21 @@ def test_the_baselines_script_scores_with_the_benchmark_metrics(monkeypatch: pyt
     monkeypatch.setitem(evidence.METHODS, "fixed", fixed_method({"q": [(0, 5)]}))
     with pytest.raises(ValueError, match="'q' of 'leval' has no needle"):
         evaluate(EvidenceBench(None), [leval], ["fixed"], [256])
+
+
+def test_int8_scoring_is_recorded_and_not_mixed_into_a_full_precision_file(
+    data: Path, tiny_llama_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    out = tmp_path / "int8.json"
+    argv = ["--data", str(data), "--datasets", "lexgap", "--lengths", "1k", "--split", "test", "--limit", "1"]
+    argv += ["--methods", "infiniretri", "--budgets", "128", "--model", str(tiny_llama_folder), "--quiet"]
+    assert evidence.main([*argv, "--int8", "--out", str(out)]) == 0
+    saved = json.loads(out.read_text())
+    assert saved["meta"]["scoring_int8"] is True
+    assert [r["method"] for r in saved["records"]] == ["infiniretri"]
+    capsys.readouterr()
+    argv[argv.index("1", argv.index("--limit"))] = "2"  # one more pair: a run that would add records
+    assert evidence.main([*argv, "--out", str(out)]) != 0  # the full-precision engine may not add to it
+    assert "scoring_int8" in capsys.readouterr().err

@@ -91,6 +91,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     option("--engine-options", type=json.loads, default={}, metavar="JSON", help="options of the base engine (JSON)")
     option("--scoring-model", metavar="PATH", help="a separate scoring model for the engine (folder or .gguf)")
+    option(
+        "--int8",
+        action="store_true",
+        help="the engine scores with int8 dynamic quantisation of the scoring model's linear layers "
+        "(CPU; core.models.quantize_int8); records are labelled as usual: write them to their own --out",
+    )
     option("--split", choices=("calibration", "test", "all"), default="all", help="which half to run")
     option("--seed", type=int, default=DEFAULT_SEED, help=f"split/data/random seed (default {DEFAULT_SEED})")
     option(
@@ -198,13 +204,18 @@ def run(args: argparse.Namespace) -> int:
     lm = _load_lm(args)
     samples = load_samples(args, lm.tokenizer)
     log(f"{len(samples)} samples ({time.perf_counter() - started:.0f}s to load); methods {[n for n, _ in methods]}")
+    scoring_model = getattr(args, "scoring_model", None)
+    if getattr(args, "int8", False):
+        from infiniretri_integrations.core.models import as_local_model, quantize_int8
+
+        scoring_model = quantize_int8(lm if scoring_model is None else as_local_model(scoring_model))
     bench = EvidenceBench(
         lm,
         chunk_tokens=args.chunk_tokens,
         seed=args.seed,
         max_new_tokens=args.max_new_tokens,
         engine_options=args.engine_options,
-        scoring_model=getattr(args, "scoring_model", None),
+        scoring_model=scoring_model,
     )
     meta = {
         "seed": args.seed,
@@ -217,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
         "max_sentence_tokens": bench.max_sentence_tokens,
         "engine_options": args.engine_options,
         "scoring_model": getattr(args, "scoring_model", None),
+        "scoring_int8": bool(getattr(args, "int8", False)),
         "variants": {name: options for name, options in methods if options},
         "budget_rule": "units in score order, each added if it still fits, until none fits; document order",
         "split": "questions shuffled once by seed, alternately calibration/test "

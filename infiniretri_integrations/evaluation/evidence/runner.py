@@ -236,6 +236,8 @@ FIXED_META = (
     "tokenizer",
     "max_sentence_tokens",
     "engine_options",
+    "scoring_model",
+    "scoring_int8",
 )
 """Settings every record of one results file must share (a run with others is refused)."""
 
