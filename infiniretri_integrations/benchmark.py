@@ -464,8 +464,13 @@ def run_benchmark(args: argparse.Namespace) -> int:
 
 
 def weights_mb(lm: LocalModel) -> float:
-    """MB of the parameters and buffers ``lm`` holds (int8-packed weights are not parameters: not counted)."""
+    """MB of the parameters and buffers ``lm`` holds, with the int8-packed weights and biases of
+    dynamically quantised linear layers (:func:`quantize_int8`), which are neither."""
     tensors = [*lm.model.parameters(), *lm.model.buffers()]
+    for module in lm.model.modules():
+        packed = getattr(module, "_packed_params", None)
+        if packed is not None and callable(getattr(module, "weight", None)):
+            tensors += [t for t in (module.weight(), module.bias()) if t is not None]  # type: ignore[operator]
     return sum(t.numel() * t.element_size() for t in tensors) / 2**20
 
 

@@ -37,3 +37,13 @@ def test_an_engine_runs_on_the_int8_model(tiny_llama):
     engine = InfiniRetriEngine(quantize_int8(tiny_llama), chunk_size=128, token_budget=64)
     result = engine.retrieve([text], "Which sentence talks about topic 3?")
     assert result.sentences and sum(s.token_count for s in result.sentences) <= 64
+
+
+def test_benchmark_counts_the_int8_packed_weights(tiny_llama):
+    from infiniretri_integrations.benchmark import weights_mb
+
+    full = weights_mb(tiny_llama)  # float32
+    quantized = quantize_int8(tiny_llama)
+    linear = sum(m.weight.numel() for m in tiny_llama.model.modules() if type(m) is torch.nn.Linear)  # with the LM head
+    rest = full - 4 * linear / 2**20  # the embeddings and norms: what the parameters alone would show
+    assert rest + 0.9 * linear / 2**20 < weights_mb(quantized) < rest + 1.2 * linear / 2**20  # a byte per weight
