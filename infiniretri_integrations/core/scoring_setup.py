@@ -104,9 +104,7 @@ def trim_to_scoring(lm: LocalModel, scoring_layer: LayerSpec = None, *, inplace:
         model=model,
         tokenizer=lm.tokenizer,
         name=lm.name,  # the same weights' identity: its bundled or cached layer calibration applies
-        default_scoring_layer=default_scoring_layer(lm)
-        if lm.default_scoring_layer is None
-        else lm.default_scoring_layer,
+        default_scoring_layer=default_scoring_layer(lm),
     )
     with model_lock(model):
         modules = decoder_layers(trimmed)

@@ -80,19 +80,15 @@ def fused_scores(entry: dict[str, Any], variant: Variant) -> torch.Tensor:
     others = [(scores, weight) for scores, weight in others if weight > 0]
     if rule == "sum":
         return rank_fusion_many(tensor["attention"], others)
-    if rule == "zerolex":  # the similarity counts only for sentences BM25 gives nothing
-        fused = rank_fusion_many(
-            tensor["attention"], [(tensor["lexical"], lexical_weight)] if lexical_weight > 0 else []
-        )
-        rescue = rank_fusion_many(tensor[signal], []) * similarity_weight
-        return fused + torch.where(tensor["lexical"] <= 0, rescue, torch.zeros_like(rescue))
-    if rule == "zerolexrank":  # ... ranked among those sentences only
+    if rule in ("zerolex", "zerolexrank"):  # the similarity counts only for sentences BM25 gives nothing
         fused = rank_fusion_many(
             tensor["attention"], [(tensor["lexical"], lexical_weight)] if lexical_weight > 0 else []
         )
         zero = tensor["lexical"] <= 0
-        masked = torch.where(zero, tensor[signal], torch.full_like(tensor[signal], -1e9))
-        rescue = rank_fusion_many(masked, []) * similarity_weight
+        ranked = tensor[signal]
+        if rule == "zerolexrank":  # ... ranked among those sentences only
+            ranked = torch.where(zero, ranked, torch.full_like(ranked, -1e9))
+        rescue = rank_fusion_many(ranked, []) * similarity_weight
         return fused + torch.where(zero, rescue, torch.zeros_like(rescue))
     if rule.startswith("sumk"):  # the similarity's ranks with their own constant k (peakier for small k)
         k = float(rule[4:])
