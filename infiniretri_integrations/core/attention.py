@@ -157,6 +157,11 @@ def _capture_attention(
         if capture.heads is not None:
             probabilities = probabilities[:, list(capture.heads[layer])]
         capture.rows[layer] = probabilities[0] if capture.keep_heads else probabilities.sum(dim=1)[0]
+    heads_capture = _ACTIVE_HEADS.get()
+    if capture is not None and capture.layers and heads_capture is not None and layer in heads_capture.layers:
+        heads_capture.rows[layer] = _per_head_rows(
+            capture, heads_capture.length, query, key, attention_mask, scaling, kwargs.get("softcap")
+        )
     if capture is not None and layer == capture.stop_at:
         raise _StopForward
     kwargs.pop("softcap", None)
@@ -191,6 +196,38 @@ def _batch_rows(
         if capture.heads is not None:
             probabilities = probabilities[:, list(capture.heads[layer])]
         rows.append(probabilities.sum(dim=1)[0])
+    return rows
+
+
+def _per_head_rows(
+    capture: _Capture,
+    length: int | None,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    attention_mask: Any,
+    scaling: float | None,
+    softcap: float | None,
+) -> list[torch.Tensor]:
+    """Every head's attention, averaged over each sequence's question rows: ``[heads, length]``
+    per sequence of the forward (one without ``batch_spans``: its rows end at ``length``, the
+    real length of a right-padded sequence, or at the end)."""
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    mask = attention_mask if isinstance(attention_mask, torch.Tensor) else None
+    past = key.shape[2] - query.shape[2]
+    spans = capture.batch_spans or ((capture.row_start, length or query.shape[2]),)
+    rows: list[torch.Tensor] = []
+    for b, (row_start, length) in enumerate(spans):
+        sequence_mask = None if mask is None else mask[b : b + 1] if mask.shape[0] > 1 else mask
+        probabilities = question_row_probabilities(
+            query[b : b + 1, :, row_start:length, :],
+            key[b : b + 1, :, : past + length, :],
+            torch.arange(row_start, length, device=query.device),
+            sequence_mask,
+            scale,
+            softcap,
+            past=past,
+        )
+        rows.append(probabilities[0].mean(dim=1).cpu())
     return rows
 
 
@@ -413,6 +450,49 @@ def decoder_layers(lm: LocalModel) -> torch.nn.ModuleList:
         msg = f"cannot find the decoder layers of {type(lm.model).__name__} (expected model.get_decoder().layers)"
         raise RuntimeError(msg)
     return layers
+
+
+_ACTIVE_HEADS: contextvars.ContextVar[HeadsCapture | None] = contextvars.ContextVar("infiniretri_heads", default=None)
+
+
+@dataclass
+class HeadsCapture:
+    """Every head's question-row attention in ``layers`` during the scoring forward run inside
+    :func:`capturing_heads`: ``{layer: [per sequence, [heads, length]]}``, averaged over each
+    sequence's question rows (float32, on the CPU). A later forward in the block replaces it."""
+
+    layers: frozenset[int]
+    length: int | None = None
+    """A single right-padded sequence's real length (its question rows end there)."""
+    rows: dict[int, list[torch.Tensor]] = field(default_factory=dict)
+
+    def stacked(self, sequence: int = 0) -> torch.Tensor:
+        """``[layers, heads, length]``: one sequence's rows, layers in ascending order."""
+        missing = sorted(self.layers - set(self.rows))
+        if missing:
+            msg = f"no attention was captured for layer(s) {missing}: they lie past the deepest scoring layer"
+            raise RuntimeError(msg)
+        return torch.stack([self.rows[layer][sequence] for layer in sorted(self.layers)])
+
+
+@contextmanager
+def capturing_heads(layers: Sequence[int], length: int | None = None) -> Iterator[HeadsCapture]:
+    """Record every head's question-row attention in ``layers`` (each at most the deepest
+    scoring layer) in the scoring forwards run inside the block (``length``: the real length of
+    a single right-padded sequence; batched forwards give their own).
+
+    Example:
+        >>> with capturing_heads(range(19)) as heads:  # doctest: +SKIP
+        ...     question_attention(lm, ids, row_start, [18])
+        >>> heads.stacked().shape  # doctest: +SKIP
+        torch.Size([19, 9, length])
+    """
+    capture = HeadsCapture(frozenset(layers), length)
+    token = _ACTIVE_HEADS.set(capture)
+    try:
+        yield capture
+    finally:
+        _ACTIVE_HEADS.reset(token)
 
 
 _ACTIVE_STATES: contextvars.ContextVar[StatesCapture | None] = contextvars.ContextVar(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import InitVar, dataclass, field
@@ -235,6 +236,14 @@ class RetrievalConfig:
             windows of ~128 tokens, so the attention also sees text that shares no word with
             the question (unset: :data:`DEFAULT_CANDIDATE_COVERAGE`, 0.25), in ``[0, 1)``.
             Only with ``candidate_tokens``.
+        probe: rank by a probe on every head's attention instead of the scoring layer's attention
+            alone (:mod:`~infiniretri_integrations.core.probe`; Sentinel, arXiv 2505.23277): the
+            passes record each sentence's attention density under every head of the layers up to
+            the scoring layer, and a logistic regression fitted per model turns them into the
+            sentence's score, fused with ``fusion`` and ``similarity`` as attention is. ``"auto"``:
+            the probe shipped for the scoring model (attention as read when there is none); a
+            path: a probe file (:meth:`~infiniretri_integrations.core.probe.AttentionProbe.save`);
+            ``None`` (unset): the scoring layer's attention. Not with ``content_free``.
 
     Renamed (the old names work until the next release, with a ``DeprecationWarning``):
     ``top_k`` is ``tokens_per_pass``, ``max_cache_tokens`` is ``working_set_tokens``;
@@ -274,6 +283,7 @@ class RetrievalConfig:
     similarity_weight: float | None = None
     candidate_tokens: int | None = None
     candidate_coverage: float | None = None
+    probe: str | None = None
     top_k: InitVar[int | None] = None
     max_cache_tokens: InitVar[int | None] = None
     max_new_tokens: InitVar[int | None] = None
@@ -317,6 +327,7 @@ class RetrievalConfig:
         self._validate_fusion()
         self._validate_similarity()
         self._validate_cascade()
+        self._validate_probe()
         if (
             self.max_sentence_tokens is not None
             and self.chunk_size is not None
@@ -385,6 +396,18 @@ class RetrievalConfig:
             not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 < weight < float("inf")
         ):
             msg = f"similarity_weight must be a finite number > 0, got {weight!r}; similarity=None switches it off"
+            raise ValueError(msg)
+
+    def _validate_probe(self) -> None:
+        if self.probe is None:
+            return
+        if isinstance(self.probe, os.PathLike):
+            object.__setattr__(self, "probe", os.fspath(self.probe))
+        if not isinstance(self.probe, str) or not self.probe.strip():
+            msg = f"probe must be None, 'auto' or the path of a probe file, got {self.probe!r}"
+            raise ValueError(msg)
+        if self.content_free:
+            msg = f"probe={self.probe!r} does not combine with content_free=True (the probe reads the question's own rows)"
             raise ValueError(msg)
 
     def _validate_cascade(self) -> None:

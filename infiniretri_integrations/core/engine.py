@@ -48,6 +48,7 @@ from infiniretri_integrations.core.inputs import (
 from infiniretri_integrations.core.lexical import lexical_scores_many
 from infiniretri_integrations.core.models import LazyModel, LocalModel, ModelSource
 from infiniretri_integrations.core.passes import PASS_MODES, QuestionRun, Scorer, pass_mode
+from infiniretri_integrations.core.probe import probe_for
 from infiniretri_integrations.core.progress import progress_bar
 from infiniretri_integrations.core.prompting import PromptLayout, build_layout
 from infiniretri_integrations.core.scoring import rank_fusion
@@ -398,6 +399,7 @@ class InfiniRetriEngine:
             self._reader_sizes(sentences),
             batch_size,
             similarity_layer(cfg, lm.num_layers, layers),
+            probe_for(cfg.probe, lm, layers, mode == "shared"),
         )
         fused = [dict(zip(sentences, scores, strict=True)) for scores in lexical] if lexical and cfg.fusion else None
         runs = [
@@ -528,7 +530,15 @@ class InfiniRetriEngine:
         ]
         prepared.stage_seconds["similarity"] += time.perf_counter() - clock
         for run, similarity in zip(prepared.runs, similarities, strict=True):
-            kept = final_selection(run.working_set, run.attention, run.lexical, scorer.cfg, scorer.reader, similarity)
+            kept = final_selection(
+                run.working_set,
+                run.attention,
+                run.lexical,
+                scorer.cfg,
+                scorer.reader,
+                similarity,
+                run.probe_scores(scorer.probe),
+            )
             retrieved = [_retrieved(k, prepared.docs, scorer.reader(k.sentence)) for k in kept]
             group = prepared.group_of(run)
             stats = RetrievalStats(

@@ -19,14 +19,17 @@ from dataclasses import dataclass, field
 import torch
 
 from infiniretri_integrations.core.attention import (
+    HeadsCapture,
     StatesCapture,
     batched_question_attention,
+    capturing_heads,
     capturing_states,
     question_attention,
     shared_prefix_attention,
 )
 from infiniretri_integrations.core.config import HeadSelection, RetrievalConfig
 from infiniretri_integrations.core.models import LocalModel
+from infiniretri_integrations.core.probe import AttentionProbe, head_features
 from infiniretri_integrations.core.prompting import PromptLayout, build_layout
 from infiniretri_integrations.core.scoring import content_free_scores, context_scores, question_weights
 from infiniretri_integrations.core.selection import Carry, Kept, SentenceSize, keep_pass, scoring_tokens
@@ -58,6 +61,8 @@ class Scorer:
     """Questions per batched forward (``"batched"`` mode)."""
     states_layer: int | None = None
     """With ``similarity="hidden"``: the layer whose incoming hidden states each pass records."""
+    probe: AttentionProbe | None = None
+    """With ``probe``: the probe whose features (every head of its layers) each pass records."""
 
     @contextlib.contextmanager
     def states(self) -> Iterator[StatesCapture | None]:
@@ -67,6 +72,16 @@ class Scorer:
             yield None
             return
         with capturing_states(self.lm, self.states_layer) as capture:
+            yield capture
+
+    @contextlib.contextmanager
+    def head_rows(self, length: int | None = None) -> Iterator[HeadsCapture | None]:
+        """Record every head's question-row attention in the probe's layers in the forwards of
+        the block (``None`` without a probe; ``length``: a single padded sequence's real length)."""
+        if self.probe is None:
+            yield None
+            return
+        with capturing_heads(range(self.probe.layers), length) as capture:
             yield capture
 
     @property
@@ -104,6 +119,19 @@ class QuestionRun:
     weights: torch.Tensor | None = None
     vectors: SentenceVectors | None = None
     """With ``similarity``: the sentences' vectors (recorded by the passes for ``"hidden"``)."""
+    head_features: dict[Sentence, torch.Tensor] = field(default_factory=dict)
+    """With a probe: each sentence's per-head attention features from the last pass that read it."""
+
+    def record_heads(
+        self, candidates: Sequence[Sentence], capture: HeadsCapture | None, row: int, span: tuple[int, int]
+    ) -> None:
+        """Record the candidates' per-head features of this pass (``span``: the context's positions
+        in batch row ``row``)."""
+        if capture is None:
+            return
+        start, end = span
+        features = head_features(capture.stacked(row)[:, :, start:end], [s.token_count for s in candidates])
+        self.head_features.update(zip(candidates, features, strict=True))
 
     def record_states(
         self, candidates: Sequence[Sentence], capture: StatesCapture | None, row: int, span: tuple[int, int]
@@ -114,6 +142,16 @@ class QuestionRun:
             return
         start, end = span
         self.vectors.add(candidates, capture.calls[0][row, start:end])
+
+    def probe_scores(self, probe: AttentionProbe | None) -> dict[Sentence, float] | None:
+        """The probe's score of every sentence read (``None`` without a probe)."""
+        if probe is None:
+            return None
+        pool = list(self.attention)
+        if not pool:
+            return {}
+        scores = probe.score(torch.stack([self.head_features[s] for s in pool]))
+        return dict(zip(pool, scores.tolist(), strict=True))
 
     def candidates(self, chunk: Sequence[Sentence]) -> list[Sentence]:
         return [*(k.sentence for k in self.working_set), *chunk]
@@ -163,7 +201,7 @@ def single_pass(runs: Sequence[QuestionRun], index: int, chunk: Sequence[Sentenc
         ids, context_start, context_end, question_start = run.layout.assemble(_ids(candidates))
         spans = (context_start, context_end, question_start)
         neutral = scorer.neutral_suffix(run.layout)
-        with scorer.states() as states:
+        with scorer.states() as states, scorer.head_rows(len(ids)) as head_rows:
             if neutral is None:
                 fed = _padded([ids], scorer.pad_id)
                 scorer.report(index, fed, len(ids), question_start)
@@ -184,6 +222,7 @@ def single_pass(runs: Sequence[QuestionRun], index: int, chunk: Sequence[Sentenc
                 )
                 scores = run.score(rows, neutral_rows, spans, scorer.cfg)
         run.record_states(candidates, states, 0, (context_start, context_end))
+        run.record_heads(candidates, head_rows, 0, (context_start, context_end))
         run.keep(candidates, scores, scorer)
 
 
@@ -195,7 +234,7 @@ def _batched_group(runs: Sequence[QuestionRun], index: int, chunk: Sequence[Sent
     for row, (ids, _, _, question_start) in enumerate(assembled):
         scorer.report(index, fed[row : row + 1], len(ids), question_start)
     spans = [(question_start, len(ids)) for ids, _, _, question_start in assembled]
-    with scorer.states() as states:
+    with scorer.states() as states, scorer.head_rows() as head_rows:
         rows = batched_question_attention(scorer.lm, fed, spans, scorer.layers, scorer.heads)
     for row, (run, sentences, (_, *positions), question_rows) in enumerate(
         zip(runs, candidates, assembled, rows, strict=True)
@@ -203,6 +242,7 @@ def _batched_group(runs: Sequence[QuestionRun], index: int, chunk: Sequence[Sent
         context_start, context_end, question_start = positions
         scores = run.score(question_rows.cpu(), None, (context_start, context_end, question_start), scorer.cfg)
         run.record_states(sentences, states, row, (context_start, context_end))
+        run.record_heads(sentences, head_rows, row, (context_start, context_end))
         run.keep(sentences, scores, scorer)
 
 

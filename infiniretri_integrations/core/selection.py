@@ -147,10 +147,12 @@ def final_selection(
     cfg: RetrievalConfig,
     reader: SentenceSize = scoring_tokens,
     similarity: Mapping[Sentence, float] | None = None,
+    probe: Mapping[Sentence, float] | None = None,
 ) -> list[Kept]:
-    """The result after the last pass: late fusion over the whole input of attention with the
-    lexical signal (``fusion_stage`` final) and the similarity (``similarity``, whatever the
-    stage), then the cut to ``token_budget`` tokens of the answering model."""
+    """The result after the last pass: late fusion over the whole input of attention (or, with
+    ``probe``, the probe's score of every sentence read, in its place) with the lexical signal
+    (``fusion_stage`` final) and the similarity (``similarity``, whatever the stage), then the cut
+    to ``token_budget`` tokens of the answering model."""
     kept = working_set
     signals: list[tuple[Mapping[Sentence, float], float]] = []
     lexical_weight = cfg.effective_fusion_weight
@@ -159,9 +161,9 @@ def final_selection(
     similarity_weight = cfg.effective_similarity_weight
     if similarity and similarity_weight is not None:
         signals.append((similarity, similarity_weight))
-    if signals:
+    if signals or probe is not None:
         amount = cfg.token_budget or sum(reader(k.sentence) for k in kept)
-        kept = fuse_final(attention, signals, amount, reader)
+        kept = fuse_final(attention if probe is None else probe, signals, amount, reader)
     if cfg.token_budget is not None:
         kept = fit_budget(kept, cfg.token_budget, reader)
     return kept

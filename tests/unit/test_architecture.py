@@ -45,8 +45,9 @@ CORE_TIERS: dict[str, int] = {
     "attention": 4,
     "generation": 4,
     "similarity": 4,
-    # 5: calibration (runs attention on synthetic cases)
+    # 5: calibration (runs attention on synthetic cases) and the probe fitted per model
     "calibration": 5,
+    "probe": 5,
     # 6: the engine's stages
     "inputs": 6,
     "selection": 6,

@@ -17,7 +17,7 @@ from typing import Any
 from infiniretri_integrations.core.config import RetrievalConfig, option_names
 from infiniretri_integrations.core.types import RetrievedSentence, Sentence
 
-FINAL_OPTIONS = ("fusion", "fusion_weight", "similarity", "similarity_weight")
+FINAL_OPTIONS = ("fusion", "fusion_weight", "similarity", "similarity_weight", "probe")
 """Options that change only the final cut (with ``fusion_stage`` final): variants differing in
 them share a chunk loop."""
 
@@ -35,13 +35,24 @@ class SignalRun:
 
     def serves(self, cfg: RetrievalConfig) -> bool:
         """Whether ``cfg``'s result can be computed from this record (its hidden similarity, if
-        any, reads the recorded layer)."""
+        any, reads the recorded layer; its probe, if any, reads the recorded heads)."""
         from infiniretri_integrations.core.similarity import similarity_layer
 
+        scorer = self.prepared.scorer
+        lm = scorer.lm
+        if cfg.probe is not None:
+            probe = self._probe(cfg)
+            if probe is not None and (scorer.probe is None or scorer.probe.layers != probe.layers):
+                return False
         if cfg.similarity != "hidden":
             return True
-        lm = self.prepared.scorer.lm
-        return similarity_layer(cfg, lm.num_layers, self.prepared.scorer.layers) == self.prepared.scorer.states_layer
+        return similarity_layer(cfg, lm.num_layers, scorer.layers) == scorer.states_layer
+
+    def _probe(self, cfg: RetrievalConfig) -> Any:
+        from infiniretri_integrations.core.probe import probe_for
+
+        scorer = self.prepared.scorer
+        return probe_for(cfg.probe, scorer.lm, scorer.layers, shared_context=False)
 
     def select(self, cfg: RetrievalConfig) -> list[RetrievedSentence]:
         """The result ``engine.retrieve`` gives with ``cfg`` (its final options may differ from
@@ -52,7 +63,8 @@ class SignalRun:
         run, scorer = self.run, self.prepared.scorer
         lexical = run.lexical if cfg.fusion is not None else {}
         similarity = self.similarity[cfg.similarity] if cfg.similarity is not None else None
-        kept = final_selection(run.working_set, run.attention, lexical, cfg, scorer.reader, similarity)
+        probe = run.probe_scores(self._probe(cfg)) if cfg.probe is not None else None
+        kept = final_selection(run.working_set, run.attention, lexical, cfg, scorer.reader, similarity, probe)
         return [_retrieved(k, self.prepared.docs, scorer.reader(k.sentence)) for k in kept]
 
 
@@ -69,15 +81,22 @@ def loop_key(cfg: RetrievalConfig) -> str:
     budget = cfg.token_budget
     if budget is not None:
         budget = max(budget, budgeted_pass_floor(cfg))
-    return repr(cfg.replace(fusion="bm25", fusion_weight=None, similarity=None, token_budget=budget))
+    return repr(cfg.replace(fusion="bm25", fusion_weight=None, similarity=None, probe=None, token_budget=budget))
 
 
 def recording_config(cfg: RetrievalConfig) -> RetrievalConfig:
     """``cfg`` as a recorded chunk loop runs it: BM25 scored, the hidden states recorded at
-    ``cfg``'s similarity layer (the default one when ``cfg`` reads none)."""
+    ``cfg``'s similarity layer (the default one when ``cfg`` reads none), the heads of ``cfg``'s
+    probe recorded (of the shipped one when ``cfg`` reads none and ``content_free`` is off)."""
     layer = cfg.similarity_layer if cfg.similarity == "hidden" else None
+    probe = cfg.probe if cfg.probe is not None or cfg.content_free else "auto"
     return cfg.replace(
-        fusion="bm25", fusion_weight=None, similarity="hidden", similarity_layer=layer, similarity_weight=None
+        fusion="bm25",
+        fusion_weight=None,
+        similarity="hidden",
+        similarity_layer=layer,
+        similarity_weight=None,
+        probe=probe,
     )
 
 

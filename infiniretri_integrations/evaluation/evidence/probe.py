@@ -1,0 +1,164 @@
+"""Fit the attention probe (:mod:`~infiniretri_integrations.core.probe`) on the evidence
+benchmark's calibration halves: the chunk loop of the engine's options runs once per sample,
+recording every sentence's per-head features; each sentence is labelled evidence when it holds a
+gold supporting fact (HotpotQA-long) or the needle (lexical gap); a class-balanced logistic
+regression is fitted and written as a probe file.
+
+Example::
+
+    python -m infiniretri_integrations.evaluation.evidence.probe --data ../shared/data \\
+        --datasets hotpotqa-long,lexgap --split calibration --hotpot-length 8k --lexgap-length 4k \\
+        --features probe_features.pt --probe-out probe.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from infiniretri_integrations.evaluation.evidence_data import EvidenceSample, span_covered
+
+DEFAULT_L2 = 0.1
+"""The L2 penalty of the shipped probe (chosen by grouped cross-validation on the calibration halves)."""
+
+LABEL_OVERLAP = 0.5
+"""A sentence is labelled evidence when it covers a gold span, or at least this share of its
+characters lies inside one (a gold fact split over several sentences)."""
+
+
+def sentence_labels(sample: EvidenceSample, spans: Sequence[tuple[int, int]]) -> list[float]:
+    """1.0 for each sentence span holding gold evidence of ``sample`` (its supporting facts; on the
+    lexical gap the needle), else 0.0.
+
+    Example:
+        >>> sample = EvidenceSample("x", "1", "q", ("a",), "One. Two three. Four.", "test", supporting=((5, 15, 0),))
+        >>> sentence_labels(sample, [(0, 4), (5, 15), (16, 21)])
+        [0.0, 1.0, 0.0]
+    """
+    gold = [(start, end) for start, end, *_ in sample.supporting]
+    labels = []
+    for start, end in spans:
+        hit = False
+        for gold_start, gold_end in gold:
+            inside = min(end, gold_end) - max(start, gold_start)
+            if span_covered((gold_start, gold_end), [(start, end)]) or inside >= LABEL_OVERLAP * (end - start):
+                hit = True
+                break
+        labels.append(float(hit))
+    return labels
+
+
+def record_features(engine: Any, sample: EvidenceSample, layers: int, budget: int) -> dict[str, Any]:
+    """One chunk loop over ``sample`` with the engine's options and ``token_budget=budget``,
+    recording the per-head features of the first ``layers`` layers of every sentence read (from
+    the last pass that read it)."""
+    import dataclasses
+
+    from infiniretri_integrations.core.engine import RunSpec
+    from infiniretri_integrations.core.probe import AttentionProbe
+
+    spec = RunSpec({"probe": None, "token_budget": budget}, batch_size=1)
+    started = time.perf_counter()
+    prepared = engine._prepare([sample.text], [sample.question], spec)
+    lm = prepared.scorer.lm
+    prepared.scorer = dataclasses.replace(prepared.scorer, probe=AttentionProbe.blank(lm, layers))
+    engine._loop(prepared, spec)
+    (run,) = prepared.runs
+    pool = list(run.attention)
+    spans = [(s.start, s.end) for s in pool]
+    return {
+        "key": f"{sample.dataset}|{sample.target_tokens}|{sample.id}",
+        "spans": spans,
+        "features": torch.stack([run.head_features[s] for s in pool]).half() if pool else torch.zeros(0, 0),
+        "labels": torch.tensor(sentence_labels(sample, spans)),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def fit_records(records: Sequence[dict[str, Any]], lm: Any, layers: int, l2: float, about: dict[str, Any]) -> Any:
+    """The probe fitted on every recorded sentence of ``records``."""
+    from infiniretri_integrations.core.probe import AttentionProbe, fit_probe
+
+    features = torch.cat([r["features"].float() for r in records if len(r["spans"])])
+    labels = torch.cat([r["labels"] for r in records if len(r["spans"])])
+    center, scale, weights, bias = fit_probe(features, labels, l2)
+    fitted_on = {
+        **about,
+        "samples": len(records),
+        "sentences": len(labels),
+        "evidence_sentences": int(labels.sum()),
+        "l2": l2,
+    }
+    return AttentionProbe(
+        lm.name,
+        lm.fingerprint(),
+        layers,
+        lm.num_heads,
+        tuple(center.tolist()),
+        tuple(scale.tolist()),
+        tuple(weights.tolist()),
+        bias,
+        fitted_on,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from infiniretri_integrations.evaluation.evidence.cli import configure_parser
+    from infiniretri_integrations.evaluation.evidence.data import load_samples
+
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    configure_parser(parser)
+    parser.add_argument(
+        "--features", required=True, type=Path, help="feature records (torch file; finished samples skipped)"
+    )
+    parser.add_argument("--probe-out", type=Path, help="write the fitted probe here (JSON)")
+    parser.add_argument("--l2", type=float, default=DEFAULT_L2, help=f"L2 penalty (default {DEFAULT_L2})")
+    parser.add_argument(
+        "--loop-budget", type=int, default=1024, help="token_budget of the recorded loops (default 1024)"
+    )
+    parser.add_argument("--probe-layers", type=int, help="layers read (default: through the deepest scoring layer)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from infiniretri_integrations.core.engine import InfiniRetriEngine
+    from infiniretri_integrations.core.models import default_model
+    from infiniretri_integrations.core.scoring_setup import scoring_setup
+
+    lm = default_model()
+    engine = InfiniRetriEngine(lm, show_progress=False, **args.engine_options)
+    layers = args.probe_layers or max(scoring_setup(lm, engine.config)[0]) + 1
+    samples = load_samples(args, lm.tokenizer)
+    records: list[dict[str, Any]] = torch.load(args.features) if args.features.exists() else []
+    done = {r["key"] for r in records}
+    for number, sample in enumerate(samples, 1):
+        if f"{sample.dataset}|{sample.target_tokens}|{sample.id}" in done:
+            continue
+        records.append(record_features(engine, sample, layers, args.loop_budget))
+        torch.save(records, args.features)
+        if not args.quiet:
+            print(f"[{number}/{len(samples)}] {records[-1]['key']} {records[-1]['seconds']:.1f}s", file=sys.stderr)
+    wanted = {f"{s.dataset}|{s.target_tokens}|{s.id}" for s in samples}
+    chosen = [r for r in records if r["key"] in wanted]
+    if args.probe_out is not None:
+        about = {
+            "datasets": sorted({s.dataset for s in samples}),
+            "lengths": sorted({s.target_tokens for s in samples if s.target_tokens is not None}),
+            "split": args.split,
+            "seed": args.seed,
+            "loop_budget": args.loop_budget,
+            "engine_options": args.engine_options,
+        }
+        probe = fit_records(chosen, lm, layers, args.l2, about)
+        probe.save(args.probe_out)
+        print(f"probe of {layers} layers fitted on {len(chosen)} samples -> {args.probe_out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
