@@ -71,6 +71,7 @@ RETRIEVAL_OPTIONS = {
     "chunk_size": "chunk_size",
     "layer": "scoring_layer",
     "similarity": "similarity",
+    "probe": "probe",
     "candidate_tokens": "candidate_tokens",
 }
 """Command-line destination -> :class:`RetrievalConfig` field."""
@@ -96,6 +97,12 @@ def _add_retrieval_options(parser: argparse.ArgumentParser) -> None:
         help="the model's own similarity signal fused with attention (default hidden; none: off)",
     )
     parser.add_argument(
+        "--probe",
+        metavar="auto|none|PATH",
+        help="rank by the attention probe: auto (default) the one shipped for the model, none: the scoring "
+        "layer's attention, or a probe file",
+    )
+    parser.add_argument(
         "--candidate-tokens",
         type=_positive_int,
         help="the cascade for long inputs: read only a candidate set of this many tokens (default: read everything)",
@@ -116,8 +123,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The retrieval options given on the command line, as config fields."""
     given = {field: getattr(args, dest, None) for dest, field in RETRIEVAL_OPTIONS.items()}
     overrides = {field: value for field, value in given.items() if value is not None}
-    if overrides.get("similarity") == "none":
-        overrides["similarity"] = None
+    for name in ("similarity", "probe"):
+        if overrides.get(name) == "none":
+            overrides[name] = None
     return overrides
 
 

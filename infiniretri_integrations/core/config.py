@@ -203,7 +203,8 @@ class RetrievalConfig:
             of each sentence with its passage's first line, over the same sentences), or ``None``
             for attention alone (the paper's method). The one way to switch fusion off.
         fusion_weight: weight (> 0) of the lexical signal's reciprocal rank relative to
-            attention's (unset: :data:`DEFAULT_FUSION_WEIGHT`, 2.5). Only with ``fusion``.
+            attention's (unset: :data:`DEFAULT_FUSION_WEIGHT`, 2.5; relative to a ``probe``, the
+            probe's own, 1.25 for the shipped one). Only with ``fusion``.
         fusion_stage: ``"final"`` (unset) fuses once, over every sentence of the input (each with
             the attention score of the last pass that read it), after the chunk loop; ``"pass"``
             fuses inside every pass, so the fused score also chooses what each pass carries on.
@@ -225,7 +226,8 @@ class RetrievalConfig:
             :data:`SIMILARITY_DEPTH` of the model's depth, at most the deepest scoring layer; a
             deeper layer makes every pass run further). Only with ``similarity="hidden"``.
         similarity_weight: weight (> 0) of the similarity's reciprocal rank relative to
-            attention's (unset: :data:`DEFAULT_SIMILARITY_WEIGHT`). Only with ``similarity``.
+            attention's (unset: :data:`DEFAULT_SIMILARITY_WEIGHT`; relative to a ``probe``, the
+            probe's own, 0.25 for the shipped one). Only with ``similarity``.
         candidate_tokens: the cascade (``None``, unset: off, every token is read). When set, the
             chunk loop reads only a candidate set of at most this many tokens (of the scoring
             model) chosen by BM25 over all sentences: each document's first sentence, evenly
@@ -240,10 +242,13 @@ class RetrievalConfig:
             alone (:mod:`~infiniretri_integrations.core.probe`; Sentinel, arXiv 2505.23277): the
             passes record each sentence's attention density under every head of the layers up to
             the scoring layer, and a logistic regression fitted per model turns them into the
-            sentence's score, fused with ``fusion`` and ``similarity`` as attention is. ``"auto"``:
-            the probe shipped for the scoring model (attention as read when there is none); a
-            path: a probe file (:meth:`~infiniretri_integrations.core.probe.AttentionProbe.save`);
-            ``None`` (unset): the scoring layer's attention. Not with ``content_free``.
+            sentence's score, fused with ``fusion`` and ``similarity`` as attention is (with the
+            probe's own weights where ``fusion_weight``/``similarity_weight`` are unset).
+            ``"auto"`` (default): the probe shipped for the scoring model (attention as read when
+            there is none, or where it does not fit the call: a shallower ``scoring_layer``,
+            ``content_free``, ``share_context``); a path: a probe file
+            (:meth:`~infiniretri_integrations.core.probe.AttentionProbe.save`), which must fit;
+            ``None``: the scoring layer's attention (the paper's method).
 
     Renamed (the old names work until the next release, with a ``DeprecationWarning``):
     ``top_k`` is ``tokens_per_pass``, ``max_cache_tokens`` is ``working_set_tokens``;
@@ -283,7 +288,7 @@ class RetrievalConfig:
     similarity_weight: float | None = None
     candidate_tokens: int | None = None
     candidate_coverage: float | None = None
-    probe: str | None = None
+    probe: str | None = "auto"
     top_k: InitVar[int | None] = None
     max_cache_tokens: InitVar[int | None] = None
     max_new_tokens: InitVar[int | None] = None
@@ -406,7 +411,7 @@ class RetrievalConfig:
         if not isinstance(self.probe, str) or not self.probe.strip():
             msg = f"probe must be None, 'auto' or the path of a probe file, got {self.probe!r}"
             raise ValueError(msg)
-        if self.content_free:
+        if self.content_free and self.probe != "auto":
             msg = f"probe={self.probe!r} does not combine with content_free=True (the probe reads the question's own rows)"
             raise ValueError(msg)
 

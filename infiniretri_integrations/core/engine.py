@@ -399,7 +399,7 @@ class InfiniRetriEngine:
             self._reader_sizes(sentences),
             batch_size,
             similarity_layer(cfg, lm.num_layers, layers),
-            probe_for(cfg.probe, lm, layers, mode == "shared"),
+            probe_for(cfg.probe, lm, layers, mode == "shared", cfg.content_free),
         )
         fused = [dict(zip(sentences, scores, strict=True)) for scores in lexical] if lexical and cfg.fusion else None
         runs = [
@@ -537,7 +537,7 @@ class InfiniRetriEngine:
                 scorer.cfg,
                 scorer.reader,
                 similarity,
-                run.probe_scores(scorer.probe),
+                run.probe_ranking(scorer.probe),
             )
             retrieved = [_retrieved(k, prepared.docs, scorer.reader(k.sentence)) for k in kept]
             group = prepared.group_of(run)

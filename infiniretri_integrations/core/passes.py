@@ -32,7 +32,14 @@ from infiniretri_integrations.core.models import LocalModel
 from infiniretri_integrations.core.probe import AttentionProbe, head_features
 from infiniretri_integrations.core.prompting import PromptLayout, build_layout
 from infiniretri_integrations.core.scoring import content_free_scores, context_scores, question_weights
-from infiniretri_integrations.core.selection import Carry, Kept, SentenceSize, keep_pass, scoring_tokens
+from infiniretri_integrations.core.selection import (
+    Carry,
+    Kept,
+    ProbeRanking,
+    SentenceSize,
+    keep_pass,
+    scoring_tokens,
+)
 from infiniretri_integrations.core.similarity import SentenceVectors
 from infiniretri_integrations.core.types import ForwardHook, ForwardPass, Sentence
 
@@ -143,15 +150,13 @@ class QuestionRun:
         start, end = span
         self.vectors.add(candidates, capture.calls[0][row, start:end])
 
-    def probe_scores(self, probe: AttentionProbe | None) -> dict[Sentence, float] | None:
-        """The probe's score of every sentence read (``None`` without a probe)."""
+    def probe_ranking(self, probe: AttentionProbe | None) -> ProbeRanking | None:
+        """The probe's score of every sentence read, with its weights (``None`` without a probe)."""
         if probe is None:
             return None
         pool = list(self.attention)
-        if not pool:
-            return {}
-        scores = probe.score(torch.stack([self.head_features[s] for s in pool]))
-        return dict(zip(pool, scores.tolist(), strict=True))
+        scores = probe.score(torch.stack([self.head_features[s] for s in pool])).tolist() if pool else []
+        return ProbeRanking(dict(zip(pool, scores, strict=True)), probe.fusion_weight, probe.similarity_weight)
 
     def candidates(self, chunk: Sequence[Sentence]) -> list[Sentence]:
         return [*(k.sentence for k in self.working_set), *chunk]

@@ -16,6 +16,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from infiniretri_integrations.core.calibration.store import ModelIdentity
+from infiniretri_integrations.core.config import DEFAULT_FUSION_WEIGHT, DEFAULT_SIMILARITY_WEIGHT
 from infiniretri_integrations.core.scoring import token_sentence_index
 from infiniretri_integrations.core.storage import write_atomic
 
@@ -100,6 +102,10 @@ class AttentionProbe:
     scale: tuple[float, ...]
     weights: tuple[float, ...]
     bias: float
+    fusion_weight: float = DEFAULT_FUSION_WEIGHT
+    """The lexical signal's weight relative to the probe where ``fusion_weight`` is unset."""
+    similarity_weight: float = DEFAULT_SIMILARITY_WEIGHT
+    """The similarity's weight relative to the probe where ``similarity_weight`` is unset."""
     fitted_on: Mapping[str, Any] = field(default_factory=dict)
     """How it was made (data, halves, regularisation, command): recorded, never read."""
 
@@ -109,6 +115,11 @@ class AttentionProbe:
         if any(n != size for n in lengths.values()):
             msg = f"probe of {self.layers} layers x {self.heads} heads needs {size} values each, got {lengths}"
             raise ValueError(msg)
+        for name in ("fusion_weight", "similarity_weight"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                msg = f"probe {name} must be a finite number > 0, got {value!r}"
+                raise ValueError(msg)
 
     @classmethod
     def blank(cls, lm: LocalModel, layers: int) -> AttentionProbe:
@@ -180,6 +191,8 @@ class AttentionProbe:
                 scale=tuple(float(v) for v in data["scale"]),
                 weights=tuple(float(v) for v in data["weights"]),
                 bias=float(data["bias"]),
+                fusion_weight=float(data.get("fusion_weight", DEFAULT_FUSION_WEIGHT)),
+                similarity_weight=float(data.get("similarity_weight", DEFAULT_SIMILARITY_WEIGHT)),
                 fitted_on=dict(data.get("fitted_on") or {}),
             )
         except (KeyError, TypeError, ValueError) as error:
@@ -274,10 +287,11 @@ def fit_probe(
 
 
 def probe_for(
-    spec: str | None, lm: LocalModel, scoring_layers: Sequence[int], shared_context: bool
+    spec: str | None, lm: LocalModel, scoring_layers: Sequence[int], shared_context: bool, content_free: bool = False
 ) -> AttentionProbe | None:
     """The probe a call with ``probe=spec`` uses, checked against its scoring passes: they must run
-    through every layer the probe reads, one question per context (no ``share_context``). A
+    through every layer the probe reads, one question per context (no ``share_context``), read
+    as asked (no ``content_free``). A
     shipped probe (``"auto"``) that does not fit is left out (attention as read); a probe file
     that does not fit is an error.
 
@@ -297,6 +311,8 @@ def probe_for(
             f"it reads layers 0..{probe.layers - 1}, but the scoring passes stop at layer {deepest} "
             f"(use scoring_layer >= {probe.layers - 1})"
         )
+    if content_free:
+        problems.append("content_free=True scores what the question adds over a content-free one")
     if shared_context:
         problems.append(
             "share_context=True runs the questions over one shared context, the probe reads each question's own"

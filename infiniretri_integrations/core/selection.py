@@ -147,7 +147,7 @@ def final_selection(
     cfg: RetrievalConfig,
     reader: SentenceSize = scoring_tokens,
     similarity: Mapping[Sentence, float] | None = None,
-    probe: Mapping[Sentence, float] | None = None,
+    probe: ProbeRanking | None = None,
 ) -> list[Kept]:
     """The result after the last pass: late fusion over the whole input of attention (or, with
     ``probe``, the probe's score of every sentence read, in its place) with the lexical signal
@@ -156,14 +156,30 @@ def final_selection(
     kept = working_set
     signals: list[tuple[Mapping[Sentence, float], float]] = []
     lexical_weight = cfg.effective_fusion_weight
+    similarity_weight = cfg.effective_similarity_weight
+    if probe is not None:
+        lexical_weight = probe.fusion_weight if cfg.fusion_weight is None and cfg.fusion else lexical_weight
+        similarity_weight = (
+            probe.similarity_weight if cfg.similarity_weight is None and cfg.similarity else similarity_weight
+        )
     if lexical and lexical_weight is not None and (similarity or not cfg.fuses_every_pass):
         signals.append((lexical, lexical_weight))
-    similarity_weight = cfg.effective_similarity_weight
     if similarity and similarity_weight is not None:
         signals.append((similarity, similarity_weight))
     if signals or probe is not None:
         amount = cfg.token_budget or sum(reader(k.sentence) for k in kept)
-        kept = fuse_final(attention if probe is None else probe, signals, amount, reader)
+        kept = fuse_final(attention if probe is None else probe.scores, signals, amount, reader)
     if cfg.token_budget is not None:
         kept = fit_budget(kept, cfg.token_budget, reader)
     return kept
+
+
+@dataclass(frozen=True)
+class ProbeRanking:
+    """The probe's score of every sentence read, ranking in attention's place in the final cut,
+    and the weights of the other signals' reciprocal ranks relative to it where the options leave
+    them unset (the probe's own, chosen with it)."""
+
+    scores: Mapping[Sentence, float]
+    fusion_weight: float
+    similarity_weight: float

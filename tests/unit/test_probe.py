@@ -155,6 +155,8 @@ def test_a_probe_the_call_cannot_feed_is_named(tiny_llama, tmp_path):
         probe_for(path, tiny_llama, [1], shared_context=False)
     with pytest.raises(ValueError, match="share_context=True"):
         probe_for(path, tiny_llama, [2], shared_context=True)
+    with pytest.raises(ValueError, match="content_free=True"):
+        probe_for(path, tiny_llama, [2], shared_context=False, content_free=True)
     engine = InfiniRetriEngine(tiny_llama, scoring_layer=1, **ENGINE_OPTIONS)
     with pytest.raises(ValueError, match="stop at layer 1"):
         engine.retrieve([PASSAGES], QUESTION, probe=path)
@@ -173,12 +175,16 @@ def test_auto_without_a_shipped_probe_is_attention_as_read(tiny_llama):
     [
         ({"probe": ""}, "probe must be None, 'auto' or the path of a probe file, got ''"),
         ({"probe": 3}, "probe must be None, 'auto' or the path of a probe file, got 3"),
-        ({"probe": "auto", "content_free": True}, "does not combine with content_free=True"),
+        ({"probe": "p.json", "content_free": True}, "does not combine with content_free=True"),
     ],
 )
 def test_bad_probe_options_are_named(options, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         RetrievalConfig(**options)
+
+
+def test_auto_is_left_out_where_it_does_not_fit():
+    assert RetrievalConfig(probe="auto", content_free=True).probe == "auto"
 
 
 def test_a_path_object_is_taken(tmp_path):

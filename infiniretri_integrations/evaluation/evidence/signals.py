@@ -52,7 +52,7 @@ class SignalRun:
         from infiniretri_integrations.core.probe import probe_for
 
         scorer = self.prepared.scorer
-        return probe_for(cfg.probe, scorer.lm, scorer.layers, shared_context=False)
+        return probe_for(cfg.probe, scorer.lm, scorer.layers, shared_context=False, content_free=cfg.content_free)
 
     def select(self, cfg: RetrievalConfig) -> list[RetrievedSentence]:
         """The result ``engine.retrieve`` gives with ``cfg`` (its final options may differ from
@@ -63,7 +63,7 @@ class SignalRun:
         run, scorer = self.run, self.prepared.scorer
         lexical = run.lexical if cfg.fusion is not None else {}
         similarity = self.similarity[cfg.similarity] if cfg.similarity is not None else None
-        probe = run.probe_scores(self._probe(cfg)) if cfg.probe is not None else None
+        probe = run.probe_ranking(self._probe(cfg)) if cfg.probe is not None else None
         kept = final_selection(run.working_set, run.attention, lexical, cfg, scorer.reader, similarity, probe)
         return [_retrieved(k, self.prepared.docs, scorer.reader(k.sentence)) for k in kept]
 
