@@ -146,8 +146,8 @@ LEXGAP_PAIRS = ("places-01", "foods-01", "jobs-05", "conditions-05")
 def test_similarity_finds_evidence_that_shares_no_word_with_the_question(real_lm, stdlib_haystack):
     """The default engine (attention + BM25 + the model's hidden-state similarity) keeps needles
     like "Lorenzo took a selfie beneath the Eiffel Tower ..." for "Which character has been to
-    Paris?" among 4K tokens with hard negatives that name Paris; without the similarity it keeps
-    (almost) none. One recorded chunk loop per pair serves both configurations."""
+    Paris?" among 4K tokens with hard negatives that name Paris; without the similarity (and the
+    probe) it keeps (almost) none. One recorded chunk loop per pair serves both configurations."""
     from infiniretri_integrations.evaluation.evidence.signals import record_signals
     from infiniretri_integrations.evaluation.lexgap import build_sample, load_pairs, needle_kept, pair_halves
 
@@ -160,10 +160,40 @@ def test_similarity_finds_evidence_that_shares_no_word_with_the_question(real_lm
         sample = build_sample(pair, pool, [stdlib_haystack], real_lm.tokenizer, 4000, 0, "calibration")
         cfg = engine.config.replace(token_budget=512)
         loop = record_signals(engine, sample.text, sample.question, cfg)
-        for name, variant in (("default", cfg), ("without", cfg.replace(similarity=None))):
+        for name, variant in (("default", cfg), ("without", cfg.replace(similarity=None, probe=None))):
             kept[name] += needle_kept(sample, [(s.start, s.end) for s in loop.select(variant)])
     assert kept["default"] >= 3, kept
     assert kept["without"] <= kept["default"] - 2, kept
+
+
+PROBE_TEST_PAIRS = ("places-02", "foods-03", "jobs-04", "music-06")
+"""Test-half pairs of the lexical-gap set (the shipped probe was fitted on the calibration half)."""
+
+
+def test_shipped_probe_finds_evidence_that_shares_no_word_with_the_question(real_lm, stdlib_haystack):
+    """The probe shipped for the packaged model reads every head's attention: alone (no BM25, no
+    similarity), it keeps lexical-gap needles in a haystack it was not fitted on (Python's
+    docstrings) that the scoring layer's attention alone misses."""
+    from infiniretri_integrations.core.probe import probe_for
+    from infiniretri_integrations.evaluation.evidence.signals import record_signals
+    from infiniretri_integrations.evaluation.lexgap import build_sample, load_pairs, needle_kept, pair_halves
+
+    engine = InfiniRetriEngine(real_lm, show_progress=False)
+    probe = probe_for("auto", real_lm, [default_scoring_layer(real_lm)], shared_context=False)
+    assert probe is not None and (probe.layers, probe.heads) == (19, 9)
+    assert probe.fitted_on["split"] == "calibration"
+    pool = load_pairs()
+    halves = pair_halves(pool, seed=0)
+    kept = {"probe": 0, "attention": 0}
+    for pair in (p for p in pool if p.id in PROBE_TEST_PAIRS):
+        assert halves[pair.id] == "test"
+        sample = build_sample(pair, pool, [stdlib_haystack], real_lm.tokenizer, 4000, 0, "test")
+        cfg = engine.config.replace(token_budget=512, fusion=None, similarity=None)
+        loop = record_signals(engine, sample.text, sample.question, cfg)
+        for name, variant in (("probe", cfg), ("attention", cfg.replace(probe=None))):
+            kept[name] += needle_kept(sample, [(s.start, s.end) for s in loop.select(variant)])
+    assert kept["probe"] >= 3, kept
+    assert kept["attention"] <= kept["probe"] - 2, kept
 
 
 def test_trimmed_packaged_model_keeps_its_scores_with_fewer_weights(real_lm, stdlib_haystack):
