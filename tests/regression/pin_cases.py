@@ -50,8 +50,11 @@ SECOND_TEXT = (
 
 QUESTIONS = ("What is the key code in the vault?", "When did the people of Farrow rebuild something?")
 
-_OFF = {"similarity": None}
+_OFF = {"similarity": None, "probe": None}
 """The cases pinned before the similarity signal existed run without it (their pins are unchanged)."""
+
+_NO_PROBE = {"probe": None}
+"""The cases pinned before the attention probe existed run without it (their pins are unchanged)."""
 
 CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "defaults": ("one", {"chunk_size": 200, **_OFF}),
@@ -66,13 +69,17 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "batched_budget_64": ("many", {"chunk_size": 200, "token_budget": 64, "batch_size": 2, **_OFF}),
     "shared_context_budget_64": ("shared", {"chunk_size": 200, "token_budget": 64, **_OFF}),
-    "similarity_defaults": ("one", {"chunk_size": 200}),
-    "similarity_budget_64": ("one", {"chunk_size": 200, "token_budget": 64}),
-    "similarity_no_fusion": ("one", {"chunk_size": 200, "fusion": None, "token_budget": 64}),
-    "similarity_embeddings": ("one", {"chunk_size": 200, "token_budget": 64, "similarity": "embeddings"}),
-    "similarity_every_pass": ("one", {"chunk_size": 200, "fusion_stage": "pass", "token_budget": 64}),
-    "similarity_batched": ("many", {"chunk_size": 200, "token_budget": 64, "batch_size": 2}),
-    "similarity_shared_context": ("shared", {"chunk_size": 200, "token_budget": 64}),
+    "similarity_defaults": ("one", {"chunk_size": 200, **_NO_PROBE}),
+    "similarity_budget_64": ("one", {"chunk_size": 200, "token_budget": 64, **_NO_PROBE}),
+    "similarity_no_fusion": ("one", {"chunk_size": 200, "fusion": None, "token_budget": 64, **_NO_PROBE}),
+    "similarity_embeddings": ("one", {"chunk_size": 200, "token_budget": 64, "similarity": "embeddings", **_NO_PROBE}),
+    "similarity_every_pass": ("one", {"chunk_size": 200, "fusion_stage": "pass", "token_budget": 64, **_NO_PROBE}),
+    "similarity_batched": ("many", {"chunk_size": 200, "token_budget": 64, "batch_size": 2, **_NO_PROBE}),
+    "similarity_shared_context": ("shared", {"chunk_size": 200, "token_budget": 64, **_NO_PROBE}),
+    "probe_defaults": ("one", {"chunk_size": 200}),
+    "probe_budget_64": ("one", {"chunk_size": 200, "token_budget": 64}),
+    "probe_alone": ("one", {"chunk_size": 200, "fusion": None, "similarity": None, "token_budget": 64}),
+    "probe_batched": ("many", {"chunk_size": 200, "token_budget": 64, "batch_size": 2}),
 }
 """Case name -> (how it runs, engine options): ``"one"`` is one ``retrieve`` of the first of
 :data:`QUESTIONS`; ``"many"`` both questions in one batched ``retrieve_many`` (which equals one
