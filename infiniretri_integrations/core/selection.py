@@ -162,7 +162,8 @@ def final_selection(
         similarity_weight = (
             probe.similarity_weight if cfg.similarity_weight is None and cfg.similarity else similarity_weight
         )
-    if lexical and lexical_weight is not None and (similarity or not cfg.fuses_every_pass):
+    reranked = similarity or probe is not None  # the final cut ranks every sentence read again
+    if lexical and lexical_weight is not None and (reranked or not cfg.fuses_every_pass):
         signals.append((lexical, lexical_weight))
     if similarity and similarity_weight is not None:
         signals.append((similarity, similarity_weight))

@@ -138,6 +138,22 @@ def test_retrieve_many_equals_retrieve_with_a_probe(tiny_llama, tmp_path):
         assert [(s.start, s.score) for s in result.sentences] == [(s.start, s.score) for s in alone.sentences]
 
 
+def test_fusion_in_every_pass_still_fuses_the_lexical_signal_with_the_probe():
+    """With ``fusion_stage="pass"`` the final cut re-ranks every sentence by the probe: BM25 must
+    still count there (as it does with the similarity)."""
+    from infiniretri_integrations.core.selection import ProbeRanking, final_selection
+    from infiniretri_integrations.core.types import Sentence
+
+    sentences = [Sentence(0, i, i * 10, i * 10 + 9, f"s{i}", (i + 1,)) for i in range(4)]
+    probe = ProbeRanking({s: float(-i) for i, s in enumerate(sentences)}, 1.25, 0.25)
+    lexical = {s: float(i) for i, s in enumerate(sentences)}  # the reverse order
+    cfg = RetrievalConfig(fusion_stage="pass", token_budget=1, similarity=None, tokens_per_pass=None)
+    alone = final_selection([], {}, {}, cfg, probe=probe)
+    fused = final_selection([], {}, lexical, cfg.replace(fusion_weight=5.0), probe=probe)
+    assert [k.sentence for k in alone] == [sentences[0]]
+    assert [k.sentence for k in fused] == [sentences[3]]
+
+
 def test_probe_changes_only_the_final_cut(tiny_llama, tmp_path):
     path = _probe_file(tiny_llama, tmp_path, 2, torch.ones(2 * 2 * tiny_llama.num_heads))
     fed: dict[str, list] = {"on": [], "off": []}
