@@ -91,6 +91,7 @@ def test_ask_with_saved_model_path(capsys, tiny_llama_folder: Path, doc: Path) -
         (["ask", "{doc}", "-q", "   "], "empty"),
         (["ask", "{doc}", "-q", "x", "--model", "/no/such/model.gguf"], "--model"),
         (["ask", "{doc}", "-q", "x", "--top-k", "0"], "positive"),
+        (["ask", "{doc}", "-q", "x", "--probe", "/no/such/probe.json"], "probe file '/no/such/probe.json'"),
         (["niah", "--lengths", "8k,abc"], "token"),
         (["niah", "--depths", "150"], "0..100"),
         (["niah", "--essays", "/no/such/dir"], "--essays"),
@@ -204,6 +205,7 @@ def test_qa_unknown_method(capsys, tiny_llama, tmp_path: Path) -> None:
     [
         ([], {}),
         (["--similarity", "none"], {"similarity": None}),
+        (["--probe", "none"], {"probe": None}),
         (
             ["--similarity", "embeddings", "--candidate-tokens", "64"],
             {"similarity": "embeddings", "candidate_tokens": 64},
@@ -217,7 +219,7 @@ def test_similarity_and_cascade_flags_reach_the_engine(capsys, tiny_llama, doc: 
     original = InfiniRetriEngine.retrieve
 
     def spy(self, documents, question, **options):
-        seen.append((self.config.similarity, self.config.candidate_tokens))
+        seen.append((self.config.similarity, self.config.candidate_tokens, self.config.probe))
         return original(self, documents, question, **options)
 
     monkeypatch.setattr(InfiniRetriEngine, "retrieve", spy)
@@ -225,4 +227,6 @@ def test_similarity_and_cascade_flags_reach_the_engine(capsys, tiny_llama, doc: 
         capsys, ["ask", str(doc), "-q", "Who has cats?", "--no-answer", "--no-progress", *flags], tiny_llama
     )
     assert code == 0, err
-    assert seen == [(expected.get("similarity", "hidden"), expected.get("candidate_tokens"))]
+    assert seen == [
+        (expected.get("similarity", "hidden"), expected.get("candidate_tokens"), expected.get("probe", "auto"))
+    ]
