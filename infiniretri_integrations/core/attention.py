@@ -168,6 +168,33 @@ def _capture_attention(
     return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
 
 
+def _sequence_probabilities(
+    spans: Sequence[tuple[int, int]],
+    query: torch.Tensor,
+    key: torch.Tensor,
+    attention_mask: Any,
+    scaling: float | None,
+    softcap: float | None,
+) -> Iterator[torch.Tensor]:
+    """Per sequence ``b`` of the forward with question rows ``spans[b] = (row_start, length)``:
+    its rows' probabilities over its own real keys (and a cached prefix, if any),
+    ``[1, heads, length - row_start, keys]``; right padding is never a key."""
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    mask = attention_mask if isinstance(attention_mask, torch.Tensor) else None
+    past = key.shape[2] - query.shape[2]
+    for b, (row_start, length) in enumerate(spans):
+        sequence_mask = None if mask is None else mask[b : b + 1] if mask.shape[0] > 1 else mask
+        yield question_row_probabilities(
+            query[b : b + 1, :, row_start:length, :],
+            key[b : b + 1, :, : past + length, :],
+            torch.arange(row_start, length, device=query.device),
+            sequence_mask,
+            scale,
+            softcap,
+            past=past,
+        )
+
+
 def _batch_rows(
     capture: _Capture,
     layer: int,
@@ -180,19 +207,8 @@ def _batch_rows(
     """Each batched sequence's question rows over its own real keys (heads summed):
     ``[length - row_start, length]`` per sequence; right padding is never a key."""
     assert capture.batch_spans is not None
-    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    mask = attention_mask if isinstance(attention_mask, torch.Tensor) else None
     rows: list[torch.Tensor] = []
-    for b, (row_start, length) in enumerate(capture.batch_spans):
-        sequence_mask = None if mask is None else mask[b : b + 1] if mask.shape[0] > 1 else mask
-        probabilities = question_row_probabilities(
-            query[b : b + 1, :, row_start:length, :],
-            key[b : b + 1, :, :length, :],
-            torch.arange(row_start, length, device=query.device),
-            sequence_mask,
-            scale,
-            softcap,
-        )
+    for probabilities in _sequence_probabilities(capture.batch_spans, query, key, attention_mask, scaling, softcap):
         if capture.heads is not None:
             probabilities = probabilities[:, list(capture.heads[layer])]
         rows.append(probabilities.sum(dim=1)[0])
@@ -211,24 +227,11 @@ def _per_head_rows(
     """Every head's attention, averaged over each sequence's question rows: ``[heads, length]``
     per sequence of the forward (one without ``batch_spans``: its rows end at ``length``, the
     real length of a right-padded sequence, or at the end)."""
-    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    mask = attention_mask if isinstance(attention_mask, torch.Tensor) else None
-    past = key.shape[2] - query.shape[2]
     spans = capture.batch_spans or ((capture.row_start, length or query.shape[2]),)
-    rows: list[torch.Tensor] = []
-    for b, (row_start, length) in enumerate(spans):
-        sequence_mask = None if mask is None else mask[b : b + 1] if mask.shape[0] > 1 else mask
-        probabilities = question_row_probabilities(
-            query[b : b + 1, :, row_start:length, :],
-            key[b : b + 1, :, : past + length, :],
-            torch.arange(row_start, length, device=query.device),
-            sequence_mask,
-            scale,
-            softcap,
-            past=past,
-        )
-        rows.append(probabilities[0].mean(dim=1).cpu())
-    return rows
+    return [
+        probabilities[0].mean(dim=1).cpu()
+        for probabilities in _sequence_probabilities(spans, query, key, attention_mask, scaling, softcap)
+    ]
 
 
 _registered = False

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import logging
 import math
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from infiniretri_integrations.core.calibration.store import ModelIdentity
+from infiniretri_integrations.core.calibration.store import ModelIdentity, checksum
 from infiniretri_integrations.core.config import DEFAULT_FUSION_WEIGHT, DEFAULT_SIMILARITY_WEIGHT
 from infiniretri_integrations.core.scoring import token_sentence_index
 from infiniretri_integrations.core.storage import write_atomic
@@ -149,7 +148,7 @@ class AttentionProbe:
     def save(self, path: str | Path) -> Path:
         """Write the probe as JSON with a checksum (atomically)."""
         payload = self.to_dict()
-        payload["checksum"] = _checksum(payload)
+        payload["checksum"] = checksum(payload)
         target = Path(path)
         write_atomic(target, json.dumps(payload, indent=1))
         return target
@@ -172,7 +171,7 @@ class AttentionProbe:
             version = data.get("schema_version") if isinstance(data, dict) else None
             msg = f"probe file {str(target)!r} has schema version {version!r}, expected {PROBE_SCHEMA_VERSION}"
             raise ProbeFileError(msg)
-        if data.get("checksum") != _checksum(data):
+        if data.get("checksum") != checksum(data):
             msg = f"probe file {str(target)!r}: checksum mismatch (file corrupt or edited)"
             raise ProbeFileError(msg)
         if lm is not None and data.get("fingerprint") != lm.fingerprint():
@@ -198,11 +197,6 @@ class AttentionProbe:
         except (KeyError, TypeError, ValueError) as error:
             msg = f"probe file {str(target)!r} is unreadable ({type(error).__name__}: {error})"
             raise ProbeFileError(msg) from None
-
-
-def _checksum(payload: Mapping[str, Any]) -> str:
-    body = {k: v for k, v in payload.items() if k != "checksum"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def bundled_probe_path(lm: ModelIdentity) -> Path:

@@ -33,14 +33,11 @@ PROBE_FUSION_WEIGHTS = (1.25, 0.25)
 """The shipped probe's lexical and similarity weights relative to it (chosen with it on the
 calibration halves, grouped cross-validation; attention's are 2.5 and 1.5)."""
 
-LABEL_OVERLAP = 0.5
-"""A sentence is labelled evidence when it covers a gold span, or at least this share of its
-characters lies inside one (a gold fact split over several sentences)."""
-
 
 def sentence_labels(sample: EvidenceSample, spans: Sequence[tuple[int, int]]) -> list[float]:
     """1.0 for each sentence span holding gold evidence of ``sample`` (its supporting facts; on the
-    lexical gap the needle), else 0.0.
+    lexical gap the needle), else 0.0: the sentence covers a gold span, or a gold span covers it (a
+    gold fact split over several sentences), each by :func:`span_covered`'s rule.
 
     Example:
         >>> sample = EvidenceSample("x", "1", "q", ("a",), "One. Two three. Four.", "test", supporting=((5, 15, 0),))
@@ -48,16 +45,7 @@ def sentence_labels(sample: EvidenceSample, spans: Sequence[tuple[int, int]]) ->
         [0.0, 1.0, 0.0]
     """
     gold = [(start, end) for start, end, *_ in sample.supporting]
-    labels = []
-    for start, end in spans:
-        hit = False
-        for gold_start, gold_end in gold:
-            inside = min(end, gold_end) - max(start, gold_start)
-            if span_covered((gold_start, gold_end), [(start, end)]) or inside >= LABEL_OVERLAP * (end - start):
-                hit = True
-                break
-        labels.append(float(hit))
-    return labels
+    return [float(any(span_covered(g, [sentence]) or span_covered(sentence, [g]) for g in gold)) for sentence in spans]
 
 
 def record_features(engine: Any, sample: EvidenceSample, layers: int, budget: int) -> dict[str, Any]:

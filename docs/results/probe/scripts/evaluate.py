@@ -25,7 +25,8 @@ from infiniretri_integrations.core.scoring import fill_budget, rank_fusion_many
 from infiniretri_integrations.evaluation.evidence.cli import configure_parser
 from infiniretri_integrations.evaluation.evidence.data import load_samples
 from infiniretri_integrations.evaluation.evidence.fusion_sweep import sample_key
-from infiniretri_integrations.evaluation.evidence.metrics import evidence_metrics, merge_spans
+from infiniretri_integrations.evaluation.evidence.methods import Selection
+from infiniretri_integrations.evaluation.evidence.runner import _record
 
 RENAMED = {
     "infiniretri": "infiniretri[no_probe]",
@@ -76,23 +77,13 @@ for entry in torch.load(args.record):
     for method, scores in variants(entry, probe_scores).items():
         for budget in args.budgets:
             chosen = fill_budget(scores, entry["tokens"], budget)
-            spans = merge_spans([tuple(entry["spans"][i]) for i in chosen])
-            record = {
-                "dataset": sample.dataset,
-                "setting": sample.setting,
-                "task": sample.task,
-                "target_tokens": sample.target_tokens,
-                "input_tokens": sample.input_tokens,
-                "id": sample.id,
-                "half": sample.half,
-                "method": method,
-                "budget": budget,
-                "kept_tokens": sum(entry["tokens"][i] for i in chosen),
-                "kept_units": len(chosen),
-                **evidence_metrics(sample, spans),
-                "seconds": seconds.get(entry["key"], 0.0),
-                "spans": [list(s) for s in spans],
-            }
+            selection = Selection(
+                [tuple(entry["spans"][i]) for i in chosen],
+                sum(entry["tokens"][i] for i in chosen),
+                len(chosen),
+                seconds.get(entry["key"], 0.0),
+            )
+            record = _record(sample, method, budget, selection)
             if method.startswith("check"):
                 checks.append(record)
             else:
@@ -103,7 +94,11 @@ for record in previous["records"]:
         continue
     if record["method"] in KEPT or record["method"] in RENAMED:
         out["records"].append({**record, "method": RENAMED.get(record["method"], record["method"])})
-recorded = {(r["id"], r["budget"]): r["spans"] for r in previous["records"] if r["method"] == "infiniretri" and r["setting"] in settings}
+recorded = {
+    (r["id"], r["budget"]): r["spans"]
+    for r in previous["records"]
+    if r["method"] == "infiniretri" and r["setting"] in settings
+}
 same = sum(recorded.get((c["id"], c["budget"])) == c["spans"] for c in checks)
 print(f"{sorted(settings)}: recomputed previous default equals its benchmark record in {same}/{len(checks)} cases")
 out["meta"] = {**previous.get("meta", {}), "probe": str(args.probe), "probe_records": "docs/results/probe/scripts"}
