@@ -159,3 +159,27 @@ def test_evidence_cli_bad_input(tmp_path: Path) -> None:
     no_essays = run_cli("--data", str(tmp_path), "--datasets", "lexgap", "--methods", "cheap")
     essays = str(tmp_path / "niah_paulgraham" / "PaulGrahamEssays")
     assert no_essays.returncode == 2 and f"no essays folder {essays!r}" in no_essays.stderr
+
+
+def test_probe_fitting_tool_fits_the_scoring_model(
+    shared_data: Path, essays_dir: Path, model_installed: None, tiny_llama_folder: Path, tmp_path: Path
+) -> None:
+    """``--scoring-model`` gives the probe of that model (not the reader's): it loads with it, and
+    the packaged model refuses it."""
+    from infiniretri_integrations.core.models import default_model, load_model
+    from infiniretri_integrations.core.probe import AttentionProbe, ProbeFileError
+
+    features, probe_file = tmp_path / "features.pt", tmp_path / "probe.json"
+    result = run_cli(
+        *("--data", str(shared_data), "--datasets", "lexgap", "--lengths", "2k", "--split", "calibration"),
+        *("--limit", "2", "--threads", "1", "--scoring-model", str(tiny_llama_folder)),
+        *("--features", str(features), "--probe-out", str(probe_file)),
+        module="infiniretri_integrations.evaluation.evidence.probe",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    scorer = load_model(tiny_llama_folder)
+    probe = AttentionProbe.load(probe_file, scorer)
+    assert probe.fingerprint == scorer.fingerprint() and probe.heads == scorer.num_heads
+    assert probe.fitted_on["samples"] == 2 and probe.fitted_on["evidence_sentences"] >= 2
+    with pytest.raises(ProbeFileError, match="made for another model"):
+        AttentionProbe.load(probe_file, default_model())

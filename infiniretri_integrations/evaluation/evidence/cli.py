@@ -167,7 +167,9 @@ def _methods(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
     return chosen
 
 
-def _load_lm(args: argparse.Namespace) -> Any:
+def load_reader(args: argparse.Namespace) -> Any:
+    """The reader/tokenizer model of ``args`` (``--model``, ``--device``, ``--dtype``): the packaged
+    default unless ``--model`` names one."""
     from infiniretri_integrations.core.models import default_model, load_model
 
     model, device, dtype = (getattr(args, name, None) for name in ("model", "device", "dtype"))
@@ -201,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    lm = _load_lm(args)
+    lm = load_reader(args)
     samples = load_samples(args, lm.tokenizer)
     log(f"{len(samples)} samples ({time.perf_counter() - started:.0f}s to load); methods {[n for n, _ in methods]}")
     scoring_model = getattr(args, "scoring_model", None)

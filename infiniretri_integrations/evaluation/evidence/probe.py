@@ -11,6 +11,9 @@ Example (the shipped probe of SmolLM2-135M-Instruct)::
         --datasets hotpotqa-long --lengths 8k --split calibration --features probe_features.pt
     python -m infiniretri_integrations.evaluation.evidence.probe --data ../shared/data \\
         --datasets lexgap --lengths 4k --split calibration --features probe_features.pt --probe-out probe.json
+
+For another scoring model, name it with ``--scoring-model`` (budgets stay in the reader's
+tokens, ``--model``); the probe is made for the scoring model and loads only with it.
 """
 
 from __future__ import annotations
@@ -138,13 +141,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     from infiniretri_integrations.core.engine import InfiniRetriEngine
-    from infiniretri_integrations.core.models import default_model
     from infiniretri_integrations.core.scoring_setup import scoring_setup
+    from infiniretri_integrations.evaluation.evidence.cli import load_reader
 
-    lm = default_model()
-    engine = InfiniRetriEngine(lm, show_progress=False, **args.engine_options)
+    reader = load_reader(args)
+    engine = InfiniRetriEngine(reader, scoring_model=args.scoring_model, show_progress=False, **args.engine_options)
+    lm = engine.scoring_local_model
     layers = args.probe_layers or max(scoring_setup(lm, engine.config)[0]) + 1
-    samples = load_samples(args, lm.tokenizer)
+    samples = load_samples(args, reader.tokenizer)
     records: list[dict[str, Any]] = torch.load(args.features) if args.features.exists() else []
     done = {r["key"] for r in records}
     for number, sample in enumerate(samples, 1):
