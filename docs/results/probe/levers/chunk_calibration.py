@@ -1,0 +1,101 @@
+"""Chunk 1,024 vs 4,096 on the calibration halves (HotpotQA-long 8K, lexical gap 4K), from recorded
+chunk loops (docs/results/probe/scripts/record.py, once per chunk size): the defaults' signals,
+with probes fitted by 5-fold cross-validation on each chunk size's own features, and the shipped
+probe. Experiment script; prints mean recall at 256 / 512 / 1,024.
+
+    python docs/results/probe/levers/chunk_calibration.py --data ../shared/data \\
+        --c4096 hp8k_cal.pt lex4k_cal.pt --c1024 hp8k_cal_c1024.pt lex4k_cal_c1024.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from typing import Any
+
+import torch
+
+from infiniretri_integrations.core.models import default_model
+from infiniretri_integrations.core.probe import fit_probe, resolve_probe
+from infiniretri_integrations.core.scoring import fill_budget, rank_fusion_many
+from infiniretri_integrations.evaluation.evidence.cli import configure_parser
+from infiniretri_integrations.evaluation.evidence.data import load_samples
+from infiniretri_integrations.evaluation.evidence.fusion_sweep import sample_key
+from infiniretri_integrations.evaluation.evidence.metrics import evidence_metrics, merge_spans
+from infiniretri_integrations.evaluation.evidence.probe import DEFAULT_L2, PROBE_FUSION_WEIGHTS
+
+BUDGETS = (256, 512, 1024)
+SETTINGS = (("hotpotqa-long", "8k"), ("lexgap", "4k"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--c4096", nargs="+", required=True, help="recorded loops at chunk 4,096")
+    parser.add_argument("--c1024", nargs="+", required=True, help="recorded loops at chunk 1,024")
+    args = parser.parse_args()
+    lm = default_model()
+    shipped = resolve_probe("auto", lm)
+    assert shipped is not None
+    samples: dict[str, Any] = {}
+    for dataset, length in SETTINGS:
+        sample_parser = argparse.ArgumentParser()
+        configure_parser(sample_parser)
+        sample_args = sample_parser.parse_args(
+            ["--data", args.data, "--datasets", dataset, "--lengths", length, "--split", "calibration"]
+        )
+        samples.update({sample_key(s): s for s in load_samples(sample_args, lm.tokenizer)})
+    loops = {
+        name: {r["key"]: r for path in paths for r in torch.load(path) if r["key"] in samples}
+        for name, paths in (("c4096", args.c4096), ("c1024", args.c1024))
+    }
+    keys = sorted(set(loops["c4096"]) & set(loops["c1024"]))
+    random.seed(0)
+    order = keys[:]
+    random.shuffle(order)
+    folds = [set(order[i::5]) for i in range(5)]
+    lexical_weight, similarity_weight = PROBE_FUSION_WEIGHTS
+    results: dict[tuple[str, str, str, int], list[float]] = {}
+    for name, by_key in loops.items():
+        for fold in folds:
+            train = [by_key[k] for k in keys if k not in fold]
+            center, scale, weights, bias = fit_probe(
+                torch.cat([r["features"].float() for r in train]), torch.cat([r["labels"] for r in train]), DEFAULT_L2
+            )
+
+            def cv_probe(r: dict[str, Any], c: Any = center, s: Any = scale, w: Any = weights, b: float = bias) -> Any:
+                return ((r["features"].double() - c.double()) / s.double()) @ w.double() + b
+
+            for key in fold:
+                r = by_key[key]
+                lexical, hidden, attention = (r[x].double() for x in ("lexical", "hidden", "attention"))
+                fitted, bundled = cv_probe(r).double(), shipped.score(r["features"].float()).double()
+                variants = {
+                    "default (cv probe)": rank_fusion_many(
+                        fitted, [(lexical, lexical_weight), (hidden, similarity_weight)]
+                    ),
+                    "default (shipped probe)": rank_fusion_many(
+                        bundled, [(lexical, lexical_weight), (hidden, similarity_weight)]
+                    ),
+                    "model's own signals (cv)": rank_fusion_many(fitted, [(hidden, similarity_weight)]),
+                    "probe alone (cv)": fitted,
+                    "probe=None": rank_fusion_many(attention, [(lexical, 2.5), (hidden, 1.5)]),
+                    "bm25": lexical,
+                }
+                for variant, ranking in variants.items():
+                    for budget in BUDGETS:
+                        chosen = fill_budget(ranking, r["tokens"], budget)
+                        kept = merge_spans([tuple(r["spans"][i]) for i in chosen])
+                        recall = evidence_metrics(samples[key], kept)["supporting_recall"]
+                        results.setdefault((key.split("|")[0], variant, name, budget), []).append(float(recall or 0.0))
+    for dataset, _ in SETTINGS:
+        for variant in sorted({k[1] for k in results}):
+            for name in loops:
+                cells = [results[(dataset, variant, name, b)] for b in BUDGETS]
+                print(
+                    dataset, name, f"{variant:26s}", " / ".join(f"{sum(c) / len(c):.3f}" for c in cells), len(cells[0])
+                )
+
+
+if __name__ == "__main__":
+    main()
