@@ -16,13 +16,13 @@ from typing import Any
 import torch
 
 from infiniretri_integrations.core.models import default_model
-from infiniretri_integrations.core.probe import fit_probe, resolve_probe
+from infiniretri_integrations.core.probe import resolve_probe
 from infiniretri_integrations.core.scoring import fill_budget, rank_fusion_many
 from infiniretri_integrations.evaluation.evidence.cli import configure_parser
 from infiniretri_integrations.evaluation.evidence.data import load_samples
 from infiniretri_integrations.evaluation.evidence.fusion_sweep import sample_key
 from infiniretri_integrations.evaluation.evidence.metrics import evidence_metrics, merge_spans
-from infiniretri_integrations.evaluation.evidence.probe import DEFAULT_L2, PROBE_FUSION_WEIGHTS
+from infiniretri_integrations.evaluation.evidence.probe import DEFAULT_L2, PROBE_FUSION_WEIGHTS, fit_records
 
 BUDGETS = (256, 512, 1024)
 SETTINGS = (("hotpotqa-long", "8k"), ("lexgap", "4k"))
@@ -59,17 +59,12 @@ def main() -> None:
     for name, by_key in loops.items():
         for fold in folds:
             train = [by_key[k] for k in keys if k not in fold]
-            center, scale, weights, bias = fit_probe(
-                torch.cat([r["features"].float() for r in train]), torch.cat([r["labels"] for r in train]), DEFAULT_L2
-            )
-
-            def cv_probe(r: dict[str, Any], c: Any = center, s: Any = scale, w: Any = weights, b: float = bias) -> Any:
-                return ((r["features"].double() - c.double()) / s.double()) @ w.double() + b
+            fold_probe = fit_records(train, lm, shipped.layers, DEFAULT_L2, {"fold": sorted(fold)})
 
             for key in fold:
                 r = by_key[key]
                 lexical, hidden, attention = (r[x].double() for x in ("lexical", "hidden", "attention"))
-                fitted, bundled = cv_probe(r).double(), shipped.score(r["features"].float()).double()
+                fitted, bundled = (p.score(r["features"].float()).double() for p in (fold_probe, shipped))
                 variants = {
                     "default (cv probe)": rank_fusion_many(
                         fitted, [(lexical, lexical_weight), (hidden, similarity_weight)]
