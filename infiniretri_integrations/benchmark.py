@@ -1,6 +1,8 @@
 """Speed benchmark, measured side by side in one run on the same model and inputs:
 
-1. this engine (default settings, and optionally with the last layer as the reference uses);
+1. this engine's full read (default settings with ``candidate_tokens=None``: every token is read,
+   also beyond the cascade's threshold; benchmark_cascade measures the cascade), and optionally
+   with the last layer as the reference uses;
 2. the authors' package ``infini-retri==0.0.3`` (when installed) with the same model, chunk size,
    top-K and phrase window;
 3. the floor: a plain forward pass (SDPA kernel, no LM head) over exactly the token sequences the
@@ -446,7 +448,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         args.lengths,
         reference_lengths,
         args.depths,
-        RetrievalConfig(),
+        RetrievalConfig(candidate_tokens=None),  # the full read, beside its forward-pass floor
         not args.no_last_layer,
         extra_variants=[_parse_variant(v) for v in args.variant],
     )

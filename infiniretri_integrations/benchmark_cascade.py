@@ -254,7 +254,11 @@ def run_lengths(
                 options["chunk_size"] = chunk_size
                 mode = f"cascade[chunk={chunk_size}]"
             cascades.append(measure(lm, text, needles, mode, length, options, answer))
-        full = measure(lm, text, needles, "full", length, {}, answer) if length <= full_up_to else None
+        full = (
+            measure(lm, text, needles, "full", length, {"candidate_tokens": None}, answer)
+            if length <= full_up_to
+            else None
+        )
         for cascade in cascades:
             log(format_row(cascade, full))
         if full is not None:

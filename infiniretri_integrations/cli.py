@@ -35,6 +35,8 @@ from infiniretri_integrations.cli_common import (
 from infiniretri_integrations.cli_common import positive_token_count as _positive_int
 from infiniretri_integrations.cli_common import token_count_list as _int_list
 from infiniretri_integrations.core.config import (
+    AUTO_CANDIDATE_TOKENS,
+    AUTO_CASCADE_ABOVE,
     DEFAULT_CHUNK_SIZE,
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_TOKENS_PER_PASS,
@@ -63,6 +65,15 @@ def _layer(text: str) -> int | str:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"layer must be an integer or 'auto', got {text!r}") from None
+
+
+def _candidate_tokens(text: str) -> int | str:
+    if text in ("auto", "none"):
+        return text
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive token count, 'auto' or 'none', got {text!r}") from None
 
 
 # --------------------------------------------------------------------------------- shared options
@@ -104,8 +115,10 @@ def _add_retrieval_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--candidate-tokens",
-        type=_positive_int,
-        help="the cascade for long inputs: read only a candidate set of this many tokens (default: read everything)",
+        type=_candidate_tokens,
+        metavar="N|auto|none",
+        help="the cascade for long inputs: read only a candidate set of N tokens; auto (default): "
+        f"{AUTO_CANDIDATE_TOKENS} for inputs over {AUTO_CASCADE_ABOVE} tokens; none: read every token",
     )
 
 
@@ -123,7 +136,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The retrieval options given on the command line, as config fields."""
     given = {field: getattr(args, dest, None) for dest, field in RETRIEVAL_OPTIONS.items()}
     overrides = {field: value for field, value in given.items() if value is not None}
-    for name in ("similarity", "probe"):
+    for name in ("similarity", "probe", "candidate_tokens"):
         if overrides.get(name) == "none":
             overrides[name] = None
     return overrides

@@ -53,6 +53,14 @@ CASCADE_SIMILARITY_WEIGHT = 1.0
 """Weight of the input-embedding similarity's reciprocal rank relative to BM25's in the cascade's
 first stage (with ``similarity`` set)."""
 
+AUTO_CANDIDATE_TOKENS = 16384
+"""The candidate budget of ``candidate_tokens="auto"`` (scoring-model tokens): about four passes
+of the default chunk, so an input of any length costs about what 16K tokens cost to read."""
+
+AUTO_CASCADE_ABOVE = 32768
+"""Under ``candidate_tokens="auto"``, inputs longer than this many scoring-model tokens go through
+the cascade; shorter ones are read whole (where the cascade would save at most half the passes)."""
+
 DEFAULT_CANDIDATE_COVERAGE = 0.25
 """Share of ``candidate_tokens`` spent on evenly spaced coverage windows when
 ``candidate_coverage`` is unset (the rest goes to the best BM25 sentences and their neighbours)."""
@@ -228,12 +236,15 @@ class RetrievalConfig:
         similarity_weight: weight (> 0) of the similarity's reciprocal rank relative to
             attention's (unset: :data:`DEFAULT_SIMILARITY_WEIGHT`; relative to a ``probe``, the
             probe's own, 0.25 for the shipped one). Only with ``similarity``.
-        candidate_tokens: the cascade (``None``, unset: off, every token is read). When set, the
-            chunk loop reads only a candidate set of at most this many tokens (of the scoring
-            model) chosen by BM25 over all sentences: each document's first sentence, evenly
-            spaced coverage windows, then the best-scoring sentences with one neighbour on each
-            side (:mod:`~infiniretri_integrations.core.cascade`). Kept sentences keep their
-            document offsets. An input that fits is read whole.
+        candidate_tokens: the cascade for long inputs. A number: the chunk loop reads only a
+            candidate set of at most this many tokens (of the scoring model) chosen by a first
+            stage over all sentences (BM25 fused with the input-embedding similarity): each
+            document's first sentence, evenly spaced coverage windows, then the best-scoring
+            sentences with one neighbour on each side (:mod:`~infiniretri_integrations.core.cascade`).
+            Kept sentences keep their document offsets. An input that fits is read whole.
+            ``"auto"`` (default): :data:`AUTO_CANDIDATE_TOKENS` for inputs longer than
+            :data:`AUTO_CASCADE_ABOVE` tokens, every token read below. ``None``: every token is
+            read, whatever the length (the full read).
         candidate_coverage: share of ``candidate_tokens`` spent first on evenly spaced coverage
             windows of ~128 tokens, so the attention also sees text that shares no word with
             the question (unset: :data:`DEFAULT_CANDIDATE_COVERAGE`, 0.25), in ``[0, 1)``.
@@ -286,7 +297,7 @@ class RetrievalConfig:
     similarity: str | None = "hidden"
     similarity_layer: int | None = None
     similarity_weight: float | None = None
-    candidate_tokens: int | None = None
+    candidate_tokens: int | Literal["auto"] | None = "auto"
     candidate_coverage: float | None = None
     probe: str | None = "auto"
     top_k: InitVar[int | None] = None
@@ -318,7 +329,6 @@ class RetrievalConfig:
             "working_set_tokens",
             "max_sentence_tokens",
             "token_budget",
-            "candidate_tokens",
         ):
             if getattr(self, name) is not None:
                 _require_positive_int(name, getattr(self, name))
@@ -416,6 +426,14 @@ class RetrievalConfig:
             raise ValueError(msg)
 
     def _validate_cascade(self) -> None:
+        budget = self.candidate_tokens
+        if (
+            budget is not None
+            and budget != "auto"
+            and (not isinstance(budget, int) or isinstance(budget, bool) or budget <= 0)
+        ):
+            msg = f"candidate_tokens must be a positive integer, 'auto' or None (read everything), got {budget!r}"
+            raise ValueError(msg)
         coverage = self.candidate_coverage
         if coverage is None:
             return
@@ -454,6 +472,24 @@ class RetrievalConfig:
         if self.similarity is None:
             return None
         return float(self.similarity_weight) if self.similarity_weight is not None else DEFAULT_SIMILARITY_WEIGHT
+
+    def candidate_budget(self, input_tokens: int) -> int | None:
+        """The cascade's candidate budget for an input of ``input_tokens`` scoring-model tokens, or
+        ``None`` when the passes read every token (``candidate_tokens=None``, an input that fits,
+        or under ``"auto"`` one of at most :data:`AUTO_CASCADE_ABOVE` tokens).
+
+        Example:
+            >>> config = RetrievalConfig()  # candidate_tokens="auto"
+            >>> config.candidate_budget(20_000), config.candidate_budget(1_000_000)
+            (None, 16384)
+            >>> RetrievalConfig(candidate_tokens=4096).candidate_budget(5000)
+            4096
+        """
+        if self.candidate_tokens is None:
+            return None
+        if self.candidate_tokens == "auto":
+            return AUTO_CANDIDATE_TOKENS if input_tokens > AUTO_CASCADE_ABOVE else None
+        return self.candidate_tokens if input_tokens > self.candidate_tokens else None
 
     @property
     def effective_candidate_coverage(self) -> float | None:

@@ -387,7 +387,16 @@ class InfiniRetriEngine:
         sentences = [s for doc_sentences in per_document for s in doc_sentences]
         stages = {"segment": time.perf_counter() - clock}
         clock = time.perf_counter()
-        signal = cfg.fusion or ("bm25" if cfg.candidate_tokens is not None else None)
+        input_tokens = sum(s.token_count for s in sentences)
+        budget = cfg.candidate_budget(input_tokens)
+        if budget is not None and cfg.candidate_tokens == "auto":
+            logger.info(
+                "Input of %d tokens: the cascade reads %d candidate tokens (candidate_tokens='auto'; "
+                "candidate_tokens=None reads every token)",
+                input_tokens,
+                budget,
+            )
+        signal = cfg.fusion or ("bm25" if budget is not None else None)
         lexical = lexical_scores_many(signal, sentences, questions) if signal is not None else None
         stages["lexical"] = time.perf_counter() - clock
         scorer = Scorer(
@@ -408,12 +417,12 @@ class InfiniRetriEngine:
         ]
         clock = time.perf_counter()
         first_stage, embeddings = lexical, None
-        if _cascades(cfg, sentences):
+        if budget is not None:
             first_stage, embeddings = first_stage_scores(lm, cfg, sentences, questions, lexical)
         self._attach_vectors(runs, sentences, scorer, embeddings)
         stages["similarity"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        groups = _groups(sentences, runs, first_stage, cfg, chunk_size, mode)
+        groups = _groups(sentences, runs, first_stage, cfg, budget, chunk_size, mode)
         stages["candidates"] = time.perf_counter() - clock
         return _Prepared(started, docs, skipped, sentences, groups, scorer, mode, runs, stages)
 
@@ -668,27 +677,23 @@ def first_stage_scores(
     return fused, vectors
 
 
-def _cascades(cfg: RetrievalConfig, sentences: Sequence[Sentence]) -> bool:
-    """Whether the cascade chooses candidates (``candidate_tokens`` set and the input longer)."""
-    return cfg.candidate_tokens is not None and sum(s.token_count for s in sentences) > cfg.candidate_tokens
-
-
 def _groups(
     sentences: list[Sentence],
     runs: list[QuestionRun],
     lexical: list[list[float]] | None,
     cfg: RetrievalConfig,
+    budget: int | None,
     chunk_size: int,
     mode: str,
 ) -> list[_Group]:
-    """The chunks each question's passes read: every sentence, or with ``candidate_tokens`` each
-    question's candidate sentences (:func:`~infiniretri_integrations.core.cascade.candidate_sentences`,
-    in document order). With ``share_context`` the questions share one context, so they read the
-    union of their candidate sets."""
+    """The chunks each question's passes read: every sentence, or with a candidate ``budget``
+    (:meth:`RetrievalConfig.candidate_budget`) each question's candidate sentences
+    (:func:`~infiniretri_integrations.core.cascade.candidate_sentences`, in document order). With
+    ``share_context`` the questions share one context, so they read the union of their candidate sets."""
     coverage = cfg.effective_candidate_coverage
-    if cfg.candidate_tokens is None or coverage is None or lexical is None:
+    if budget is None or coverage is None or lexical is None:
         return [_Group(runs, pack_chunks(sentences, chunk_size))]
-    chosen = [candidate_sentences(sentences, scores, cfg.candidate_tokens, coverage) for scores in lexical]
+    chosen = [candidate_sentences(sentences, scores, budget, coverage) for scores in lexical]
     if mode == "shared":
         union = set().union(*chosen)
         return [_Group(runs, pack_chunks([s for s in sentences if s in union], chunk_size))]

@@ -1,5 +1,6 @@
 """The cascade (``candidate_tokens``) on the real packaged model: a needle far beyond the candidate
-budget is found and answered while the model reads a fraction of the input."""
+budget is found and answered while the model reads a fraction of the input, and the default
+(``"auto"``) reads a candidate set of an input over its threshold."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 
 from infiniretri_integrations import InfiniRetriEngine
 from infiniretri_integrations.benchmark_cascade import build_text, make_needles
+from infiniretri_integrations.core.config import AUTO_CANDIDATE_TOKENS, AUTO_CASCADE_ABOVE
 from infiniretri_integrations.evaluation.niah import answer_has_facts, build_case, load_haystack, needle_retrieved
 
 pytestmark = [pytest.mark.real_model, pytest.mark.usefixtures("one_torch_thread")]
@@ -36,11 +38,12 @@ def test_needle_at_32k_found_reading_4096_candidate_tokens(real_lm, haystack, de
     assert answer_has_facts(answer.text), answer.text
 
 
-def test_multikey_needles_kept_with_the_cascade(real_lm, haystack):
+def test_multikey_needles_kept_by_the_default_cascade_of_a_long_input(real_lm, haystack):
     needles = make_needles(4)
     text = build_text(haystack, real_lm.tokenizer, 40_000, needles)
     assert all(sentence in text for sentence in needles.sentences)
-    result = InfiniRetriEngine(real_lm).retrieve([text], needles.question, candidate_tokens=4096)
+    result = InfiniRetriEngine(real_lm).retrieve([text], needles.question)  # candidate_tokens="auto"
     kept = " ".join(s.text for s in result.sentences)
-    assert result.stats.tokens_read <= 4096
+    assert result.stats.input_tokens > AUTO_CASCADE_ABOVE
+    assert 0 < result.stats.tokens_read <= AUTO_CANDIDATE_TOKENS
     assert sum(value in kept for value in needles.values) >= 3, kept[:2000]

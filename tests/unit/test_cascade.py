@@ -15,6 +15,7 @@ import torch
 from infiniretri_integrations import InfiniRetriEngine, SourceDocument
 from infiniretri_integrations.core import lexical
 from infiniretri_integrations.core.cascade import candidate_indices, candidate_sentences, coverage_windows
+from infiniretri_integrations.core.config import AUTO_CANDIDATE_TOKENS, AUTO_CASCADE_ABOVE
 from infiniretri_integrations.core.types import ForwardPass, Sentence
 
 NEEDLE = " The secret password of the zebrafish archive is quartz marigold."
@@ -135,16 +136,34 @@ def _summary(result):
     return [(s.document_index, s.sentence_index, s.start, s.end, s.score) for s in result.sentences]
 
 
-def test_off_by_default_and_a_budget_holding_everything_reads_the_same(engine, documents):
-    default: list[ForwardPass] = []
+def test_short_inputs_are_read_whole_by_default_as_with_the_cascade_off(engine, documents):
     fed_default: list[ForwardPass] = []
     plain = engine.retrieve(documents, QUESTION, on_forward=fed_default.append)
-    assert engine.config.candidate_tokens is None
+    assert engine.config.candidate_tokens == "auto"
+    assert plain.stats.input_tokens <= AUTO_CASCADE_ABOVE
     assert plain.stats.tokens_read == plain.stats.input_tokens
-    whole = engine.retrieve(documents, QUESTION, candidate_tokens=plain.stats.input_tokens, on_forward=default.append)
-    assert _summary(whole) == _summary(plain)
-    assert [p.input_ids.tolist() for p in default] == [p.input_ids.tolist() for p in fed_default]
-    assert whole.stats.tokens_read == plain.stats.input_tokens
+    for candidate_tokens in (plain.stats.input_tokens, None):
+        fed: list[ForwardPass] = []
+        whole = engine.retrieve(documents, QUESTION, candidate_tokens=candidate_tokens, on_forward=fed.append)
+        assert _summary(whole) == _summary(plain)
+        assert [p.input_ids.tolist() for p in fed] == [p.input_ids.tolist() for p in fed_default]
+        assert whole.stats.tokens_read == plain.stats.input_tokens
+
+
+def test_auto_reads_a_candidate_set_of_inputs_over_the_threshold(engine, stdlib_haystack, caplog):
+    text = stdlib_haystack
+    while len(engine.scoring_local_model.tokenizer(text)["input_ids"]) <= AUTO_CASCADE_ABOVE:
+        text += "\n\n" + stdlib_haystack
+    middle = text.index(". ", len(text) // 2) + 1
+    long_document = [SourceDocument(text[:middle] + NEEDLE + text[middle:], id="long")]
+    with caplog.at_level("INFO", logger="infiniretri_integrations"):
+        auto = engine.retrieve(long_document, QUESTION)
+    assert auto.stats.input_tokens > AUTO_CASCADE_ABOVE
+    assert 0 < auto.stats.tokens_read <= AUTO_CANDIDATE_TOKENS
+    assert f"the cascade reads {AUTO_CANDIDATE_TOKENS} candidate tokens (candidate_tokens='auto'" in caplog.text
+    explicit = engine.retrieve(long_document, QUESTION, candidate_tokens=AUTO_CANDIDATE_TOKENS)
+    assert _summary(explicit) == _summary(auto)
+    assert explicit.stats.tokens_read == auto.stats.tokens_read
 
 
 def test_the_cascade_reads_only_candidates_within_budget(engine, documents):
@@ -213,8 +232,11 @@ def test_shared_context_reads_the_union_of_the_candidate_sets(engine, documents)
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"candidate_tokens": 0}, "candidate_tokens must be a positive integer, got 0"),
-        ({"candidate_coverage": 0.3}, "candidate_coverage=0.3 applies only with candidate_tokens"),
+        ({"candidate_tokens": 0}, "candidate_tokens must be a positive integer, 'auto' or None .*got 0"),
+        (
+            {"candidate_tokens": None, "candidate_coverage": 0.3},
+            "candidate_coverage=0.3 applies only with candidate_tokens",
+        ),
         ({"candidate_tokens": 512, "candidate_coverage": 1}, r"candidate_coverage must be a number in \[0, 1\)"),
     ],
 )

@@ -91,6 +91,7 @@ def test_ask_with_saved_model_path(capsys, tiny_llama_folder: Path, doc: Path) -
         (["ask", "{doc}", "-q", "   "], "empty"),
         (["ask", "{doc}", "-q", "x", "--model", "/no/such/model.gguf"], "--model"),
         (["ask", "{doc}", "-q", "x", "--top-k", "0"], "positive"),
+        (["ask", "{doc}", "-q", "x", "--candidate-tokens", "all"], "'auto' or 'none', got 'all'"),
         (["ask", "{doc}", "-q", "x", "--probe", "/no/such/probe.json"], "probe file '/no/such/probe.json'"),
         (["niah", "--lengths", "8k,abc"], "token"),
         (["niah", "--depths", "150"], "0..100"),
@@ -210,6 +211,8 @@ def test_qa_unknown_method(capsys, tiny_llama, tmp_path: Path) -> None:
             ["--similarity", "embeddings", "--candidate-tokens", "64"],
             {"similarity": "embeddings", "candidate_tokens": 64},
         ),
+        (["--candidate-tokens", "none"], {"candidate_tokens": None}),
+        (["--candidate-tokens", "16k"], {"candidate_tokens": 16000}),
     ],
 )
 def test_similarity_and_cascade_flags_reach_the_engine(capsys, tiny_llama, doc: Path, monkeypatch, flags, expected):
@@ -228,5 +231,9 @@ def test_similarity_and_cascade_flags_reach_the_engine(capsys, tiny_llama, doc: 
     )
     assert code == 0, err
     assert seen == [
-        (expected.get("similarity", "hidden"), expected.get("candidate_tokens"), expected.get("probe", "auto"))
+        (
+            expected.get("similarity", "hidden"),
+            expected.get("candidate_tokens", "auto"),
+            expected.get("probe", "auto"),
+        )
     ]

@@ -4,6 +4,7 @@ import pytest
 
 from infiniretri_integrations import RetrievalConfig
 from infiniretri_integrations.core.attention import resolve_layers
+from infiniretri_integrations.core.config import AUTO_CANDIDATE_TOKENS, AUTO_CASCADE_ABOVE
 
 
 @pytest.mark.parametrize(
@@ -103,9 +104,12 @@ def test_sentence_must_fit_chunk():
         RetrievalConfig(chunk_size=100, max_sentence_tokens=200)
 
 
-@pytest.mark.parametrize("value", [0, -5, 2.5, True])
-def test_candidate_tokens_must_be_a_positive_integer(value):
-    with pytest.raises(ValueError, match=rf"candidate_tokens must be a positive integer, got {value!r}"):
+@pytest.mark.parametrize("value", [0, -5, 2.5, True, "all", "Auto"])
+def test_candidate_tokens_must_be_a_positive_integer_auto_or_none(value):
+    with pytest.raises(
+        ValueError,
+        match=rf"candidate_tokens must be a positive integer, 'auto' or None \(read everything\), got {value!r}",
+    ):
         RetrievalConfig(candidate_tokens=value)
 
 
@@ -117,7 +121,7 @@ def test_candidate_coverage_must_be_a_share_below_one(value):
 
 def test_candidate_coverage_applies_only_with_candidate_tokens():
     with pytest.raises(ValueError, match=r"candidate_coverage=0.5 applies only with candidate_tokens"):
-        RetrievalConfig(candidate_coverage=0.5)
+        RetrievalConfig(candidate_tokens=None, candidate_coverage=0.5)
     with pytest.raises(ValueError, match="applies only with candidate_tokens"):
         RetrievalConfig(candidate_tokens=4096, candidate_coverage=0.5).replace(candidate_tokens=None)
 
@@ -125,15 +129,34 @@ def test_candidate_coverage_applies_only_with_candidate_tokens():
 @pytest.mark.parametrize(
     ("options", "resolved"),
     [
-        ({}, (None, None)),
+        ({}, ("auto", 0.25)),
+        ({"candidate_tokens": None}, (None, None)),
+        ({"candidate_coverage": 0.1}, ("auto", 0.1)),
         ({"candidate_tokens": 4096}, (4096, 0.25)),
         ({"candidate_tokens": 4096, "candidate_coverage": 0}, (4096, 0.0)),
         ({"candidate_tokens": 512, "candidate_coverage": 0.5}, (512, 0.5)),
     ],
 )
-def test_cascade_is_off_by_default_and_coverage_resolves(options, resolved):
+def test_cascade_is_auto_by_default_and_coverage_resolves(options, resolved):
     config = RetrievalConfig(**options)
     assert (config.candidate_tokens, config.effective_candidate_coverage) == resolved
+
+
+@pytest.mark.parametrize(
+    ("candidate_tokens", "input_tokens", "budget"),
+    [
+        ("auto", 1, None),
+        ("auto", AUTO_CASCADE_ABOVE, None),
+        ("auto", AUTO_CASCADE_ABOVE + 1, AUTO_CANDIDATE_TOKENS),
+        ("auto", 10_000_000, AUTO_CANDIDATE_TOKENS),
+        (None, 10_000_000, None),
+        (4096, 4096, None),
+        (4096, 4097, 4096),
+        (100_000, 40_000, None),
+    ],
+)
+def test_candidate_budget_reads_short_inputs_whole(candidate_tokens, input_tokens, budget):
+    assert RetrievalConfig(candidate_tokens=candidate_tokens).candidate_budget(input_tokens) == budget
 
 
 def test_cascade_options_reach_every_adapter_option_list():
@@ -146,5 +169,6 @@ def test_cascade_options_reach_every_adapter_option_list():
         "candidate_tokens": 2048,
         "candidate_coverage": 0.1,
     }
-    with pytest.raises(ValueError, match="candidate_tokens must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="candidate_tokens must be a positive integer, 'auto' or None"):
         check_overrides({"candidate_tokens": 0})
+    assert check_overrides({"candidate_tokens": "auto"}) == {"candidate_tokens": "auto"}
