@@ -40,7 +40,7 @@ def test_needle_at_32k_found_reading_4096_candidate_tokens(real_lm, haystack, de
 
 def test_multikey_needles_kept_by_the_default_cascade_of_a_long_input(real_lm, haystack):
     needles = make_needles(4)
-    text = build_text(haystack, real_lm.tokenizer, 40_000, needles)
+    text = build_text(haystack, real_lm.tokenizer, 70_000, needles)
     assert all(sentence in text for sentence in needles.sentences)
     result = InfiniRetriEngine(real_lm).retrieve([text], needles.question)  # candidate_tokens="auto"
     kept = " ".join(s.text for s in result.sentences)

@@ -150,7 +150,8 @@ def test_short_inputs_are_read_whole_by_default_as_with_the_cascade_off(engine, 
         assert whole.stats.tokens_read == plain.stats.input_tokens
 
 
-def test_auto_reads_a_candidate_set_of_inputs_over_the_threshold(engine, stdlib_haystack, caplog):
+def test_auto_reads_a_candidate_set_of_inputs_over_the_threshold(tiny_llama, stdlib_haystack, caplog):
+    engine = InfiniRetriEngine(tiny_llama, chunk_size=2048, tokens_per_pass=40, max_sentence_tokens=64)
     text = stdlib_haystack
     while len(engine.scoring_local_model.tokenizer(text)["input_ids"]) <= AUTO_CASCADE_ABOVE:
         text += "\n\n" + stdlib_haystack

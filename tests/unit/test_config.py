@@ -160,7 +160,7 @@ def test_candidate_budget_reads_short_inputs_whole(candidate_tokens, input_token
 
 
 def test_cascade_options_reach_every_adapter_option_list():
-    from infiniretri_integrations.core.options import check_overrides, retrieval_option_names
+    from infiniretri_integrations.core.options import check_overrides, retrieval_option_names, retrieval_overrides
     from infiniretri_integrations.langchain._options import InfiniRetriOptions
 
     assert {"candidate_tokens", "candidate_coverage"} <= set(retrieval_option_names())
@@ -172,3 +172,12 @@ def test_cascade_options_reach_every_adapter_option_list():
     with pytest.raises(ValueError, match="candidate_tokens must be a positive integer, 'auto' or None"):
         check_overrides({"candidate_tokens": 0})
     assert check_overrides({"candidate_tokens": "auto"}) == {"candidate_tokens": "auto"}
+    # an adapter's option left None means "the engine's": the full read goes through retrieval_config
+    assert retrieval_overrides(None, {"candidate_tokens": None}) == {}
+    assert retrieval_overrides(RetrievalConfig(candidate_tokens=None), {})["candidate_tokens"] is None
+    assert (
+        InfiniRetriOptions(retrieval_config=RetrievalConfig(candidate_tokens=None)).retrieval_options()[
+            "candidate_tokens"
+        ]
+        is None
+    )
