@@ -28,6 +28,34 @@ BUDGETS = (256, 512, 1024)
 SETTINGS = (("hotpotqa-long", "8k"), ("lexgap", "4k"))
 
 
+def calibration_samples(data: str, tokenizer: Any) -> dict[str, Any]:
+    """The calibration halves of :data:`SETTINGS`, by the recorded loops' key."""
+    samples: dict[str, Any] = {}
+    for dataset, length in SETTINGS:
+        sample_parser = argparse.ArgumentParser()
+        configure_parser(sample_parser)
+        sample_args = sample_parser.parse_args(
+            ["--data", data, "--datasets", dataset, "--lengths", length, "--split", "calibration"]
+        )
+        samples.update({sample_key(s): s for s in load_samples(sample_args, tokenizer)})
+    return samples
+
+
+def cv_folds(keys: list[str]) -> list[set[str]]:
+    """Five folds of ``keys``, shuffled once with seed 0 (every lever script uses the same folds)."""
+    random.seed(0)
+    order = keys[:]
+    random.shuffle(order)
+    return [set(order[i::5]) for i in range(5)]
+
+
+def supporting_recall(sample: Any, record: dict[str, Any], ranking: torch.Tensor, budget: int) -> float:
+    """The sample's evidence recall when the record's sentences are kept by ``ranking`` up to ``budget`` tokens."""
+    chosen = fill_budget(ranking, record["tokens"], budget)
+    kept = merge_spans([tuple(record["spans"][i]) for i in chosen])
+    return float(evidence_metrics(sample, kept)["supporting_recall"] or 0.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
@@ -37,23 +65,13 @@ def main() -> None:
     lm = default_model()
     shipped = resolve_probe("auto", lm)
     assert shipped is not None
-    samples: dict[str, Any] = {}
-    for dataset, length in SETTINGS:
-        sample_parser = argparse.ArgumentParser()
-        configure_parser(sample_parser)
-        sample_args = sample_parser.parse_args(
-            ["--data", args.data, "--datasets", dataset, "--lengths", length, "--split", "calibration"]
-        )
-        samples.update({sample_key(s): s for s in load_samples(sample_args, lm.tokenizer)})
+    samples = calibration_samples(args.data, lm.tokenizer)
     loops = {
         name: {r["key"]: r for path in paths for r in torch.load(path) if r["key"] in samples}
         for name, paths in (("c4096", args.c4096), ("c1024", args.c1024))
     }
     keys = sorted(set(loops["c4096"]) & set(loops["c1024"]))
-    random.seed(0)
-    order = keys[:]
-    random.shuffle(order)
-    folds = [set(order[i::5]) for i in range(5)]
+    folds = cv_folds(keys)
     lexical_weight, similarity_weight = PROBE_FUSION_WEIGHTS
     results: dict[tuple[str, str, str, int], list[float]] = {}
     for name, by_key in loops.items():
@@ -79,10 +97,8 @@ def main() -> None:
                 }
                 for variant, ranking in variants.items():
                     for budget in BUDGETS:
-                        chosen = fill_budget(ranking, r["tokens"], budget)
-                        kept = merge_spans([tuple(r["spans"][i]) for i in chosen])
-                        recall = evidence_metrics(samples[key], kept)["supporting_recall"]
-                        results.setdefault((key.split("|")[0], variant, name, budget), []).append(float(recall or 0.0))
+                        recall = supporting_recall(samples[key], r, ranking, budget)
+                        results.setdefault((key.split("|")[0], variant, name, budget), []).append(recall)
     for dataset, _ in SETTINGS:
         for variant in sorted({k[1] for k in results}):
             for name in loops:

@@ -1,5 +1,5 @@
 """Three more probe levers on the calibration halves (HotpotQA-long 8K, lexical gap 4K), 5-fold cross-validation
-over the recorded chunk loops (docs/results/probe/scripts/record.py), the folds and seed of chunk_calibration.py.
+over the recorded chunk loops (docs/results/probe/scripts/record.py), with chunk_calibration.py's samples, folds and recall.
 Experiment script (2026-12-05, third session); prints mean recall at 256 / 512 / 1,024 per variant:
 
 * ``layers N``: a probe on the heads of layers 0..N-1 only (what a shallower ``scoring_layer`` could read: layer 9
@@ -14,22 +14,16 @@ Experiment script (2026-12-05, third session); prints mean recall at 256 / 512 /
 from __future__ import annotations
 
 import argparse
-import random
 from collections.abc import Callable
 from typing import Any
 
 import torch
+from chunk_calibration import BUDGETS, SETTINGS, calibration_samples, cv_folds, supporting_recall
 
 from infiniretri_integrations.core.models import default_model
-from infiniretri_integrations.core.scoring import fill_budget, rank_fusion_many
-from infiniretri_integrations.evaluation.evidence.cli import configure_parser
-from infiniretri_integrations.evaluation.evidence.data import load_samples
-from infiniretri_integrations.evaluation.evidence.fusion_sweep import sample_key
-from infiniretri_integrations.evaluation.evidence.metrics import evidence_metrics, merge_spans
+from infiniretri_integrations.core.scoring import rank_fusion_many
 from infiniretri_integrations.evaluation.evidence.probe import DEFAULT_L2, PROBE_FUSION_WEIGHTS, fit_records
 
-BUDGETS = (256, 512, 1024)
-SETTINGS = (("hotpotqa-long", "8k"), ("lexgap", "4k"))
 Score = Callable[[dict[str, Any]], torch.Tensor]
 
 
@@ -66,20 +60,10 @@ def main() -> None:
     parser.add_argument("records", nargs="+", help="recorded loops of the calibration halves")
     args = parser.parse_args()
     lm = default_model()
-    samples: dict[str, Any] = {}
-    for dataset, length in SETTINGS:
-        sample_parser = argparse.ArgumentParser()
-        configure_parser(sample_parser)
-        sample_args = sample_parser.parse_args(
-            ["--data", args.data, "--datasets", dataset, "--lengths", length, "--split", "calibration"]
-        )
-        samples.update({sample_key(s): s for s in load_samples(sample_args, lm.tokenizer)})
+    samples = calibration_samples(args.data, lm.tokenizer)
     records = {r["key"]: r for path in args.records for r in torch.load(path) if r["key"] in samples and r["spans"]}
     keys = sorted(records)
-    random.seed(0)
-    order = keys[:]
-    random.shuffle(order)
-    folds = [set(order[i::5]) for i in range(5)]
+    folds = cv_folds(keys)
     recorded_layers = records[keys[0]]["features"].shape[1] // (2 * lm.num_heads)
     lexical_weight, similarity_weight = PROBE_FUSION_WEIGHTS
     results: dict[tuple[str, str, int], list[float]] = {}
@@ -108,10 +92,8 @@ def main() -> None:
                         variants[f"model_only sim {weight}"] = rank_fusion_many(probe_score, [(hidden, weight)])
             for variant, ranking in variants.items():
                 for budget in BUDGETS:
-                    chosen = fill_budget(ranking, record["tokens"], budget)
-                    kept = merge_spans([tuple(record["spans"][i]) for i in chosen])
-                    recall = evidence_metrics(samples[key], kept)["supporting_recall"]
-                    results.setdefault((key.split("|")[0], variant, budget), []).append(float(recall or 0.0))
+                    recall = supporting_recall(samples[key], record, ranking, budget)
+                    results.setdefault((key.split("|")[0], variant, budget), []).append(recall)
     for dataset, _ in SETTINGS:
         for variant in sorted({k[1] for k in results}):
             cells = [results[(dataset, variant, b)] for b in BUDGETS]
