@@ -81,11 +81,12 @@ def check_overrides(options: Mapping[str, Any], owner: str = "retrieval") -> dic
 
 
 def retrieval_overrides(config: RetrievalConfig | None, options: Mapping[str, Any]) -> dict[str, Any]:
-    """Overrides from an optional full ``config`` plus single ``options`` (``None`` = not set).
+    """Overrides from an optional full ``config`` plus the single ``options`` given (which win; a
+    ``None`` among them is a setting, as on the engine: ``fusion=None`` turns fusion off).
 
     Example:
-        >>> retrieval_overrides(None, {"tokens_per_pass": 20, "chunk_size": None})
-        {'tokens_per_pass': 20}
+        >>> retrieval_overrides(None, {"tokens_per_pass": 20, "fusion": None})
+        {'tokens_per_pass': 20, 'fusion': None}
         >>> retrieval_overrides(None, {"tokens_per_pass": 0})
         Traceback (most recent call last):
         ...
@@ -97,5 +98,5 @@ def retrieval_overrides(config: RetrievalConfig | None, options: Mapping[str, An
             msg = f"retrieval_config must be a RetrievalConfig, got {type(config).__name__}: {config!r}"
             raise TypeError(msg)
         overrides = {name: getattr(config, name) for name in retrieval_option_names()}
-    overrides.update(renamed_options({name: value for name, value in options.items() if value is not None}, 4))
+    overrides.update(renamed_options(dict(options), 4))
     return check_overrides(overrides)

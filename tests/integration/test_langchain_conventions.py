@@ -20,6 +20,7 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 from pydantic import ValidationError
 
 from infiniretri_integrations import InfiniRetriEngine, RetrievalConfig
+from infiniretri_integrations.core.config import option_names
 from infiniretri_integrations.core.engine_policy import default_engine
 from infiniretri_integrations.langchain import InfiniRetriCompressor, InfiniRetriQA, InfiniRetriRetriever
 
@@ -72,9 +73,9 @@ def test_every_retrieval_config_field_is_an_option_of_every_adapter() -> None:
 
     defaults = RetrievalConfig()
     for field in dataclasses.fields(RetrievalConfig):
-        value = getattr(defaults, field.name)
-        if value is None:
-            continue  # None means "not set" on the adapters
+        if field.name not in option_names():
+            continue  # internal fields
+        value = getattr(defaults, field.name)  # None included: a setting of its own, as on the engine
         for build in (
             lambda **kw: InfiniRetriRetriever(**kw),
             lambda **kw: InfiniRetriCompressor(**kw),
@@ -83,6 +84,29 @@ def test_every_retrieval_config_field_is_an_option_of_every_adapter() -> None:
             assert build(**{field.name: value}).retrieval_options()[field.name] == value, field.name
         assert InfiniRetriNodePostprocessor(**{field.name: value}).retrieval_options[field.name] == value
         InfiniRetriSynthesizer(**{field.name: value})
+
+
+def test_none_is_a_setting_and_an_option_left_out_is_the_engines() -> None:
+    from langchain_core.runnables import ConfigurableField
+
+    from infiniretri_integrations.llama_index import InfiniRetriNodePostprocessor
+
+    for build in (InfiniRetriRetriever, InfiniRetriCompressor, InfiniRetriQA):
+        assert build().retrieval_options() == {}, build
+        off = build(fusion=None, candidate_tokens=None).retrieval_options()
+        assert off == {"fusion": None, "candidate_tokens": None}, build  # as the LlamaIndex adapters read it
+        over_config = build(retrieval_config=RetrievalConfig(chunk_size=512), similarity=None).retrieval_options()
+        assert over_config["similarity"] is None and over_config["chunk_size"] == 512
+        dumped = build(token_budget=100, fusion=None).model_dump_json()
+        assert build.model_validate_json(dumped).retrieval_options() == {"token_budget": 100, "fusion": None}
+    assert InfiniRetriNodePostprocessor(fusion=None, candidate_tokens=None).retrieval_options == off
+    with pytest.raises(ValidationError, match="phrase_window must be a positive integer, got None"):
+        InfiniRetriRetriever(phrase_window=None)
+    # LangChain rebuilds a configured runnable from every field: what was left out stays the engine's
+    retriever = InfiniRetriRetriever.from_texts(TEXTS, k=3, fusion=None)
+    configurable = retriever.configurable_fields(k=ConfigurableField(id="k"))
+    rebuilt, _ = configurable._prepare({"configurable": {"k": 1}})
+    assert rebuilt.k == 1 and rebuilt.retrieval_options() == {"fusion": None}
 
 
 # ------------------------------------------------------------------ item 5: start_index

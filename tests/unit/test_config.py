@@ -172,8 +172,10 @@ def test_cascade_options_reach_every_adapter_option_list():
     with pytest.raises(ValueError, match="candidate_tokens must be a positive integer, 'auto' or None"):
         check_overrides({"candidate_tokens": 0})
     assert check_overrides({"candidate_tokens": "auto"}) == {"candidate_tokens": "auto"}
-    # an adapter's option left None means "the engine's": the full read goes through retrieval_config
-    assert retrieval_overrides(None, {"candidate_tokens": None}) == {}
+    # an adapter's option given as None is None (the full read), as on the engine; one left out is the engine's
+    assert retrieval_overrides(None, {"candidate_tokens": None}) == {"candidate_tokens": None}
+    assert retrieval_overrides(None, {}) == {}
+    assert InfiniRetriOptions(candidate_tokens=None).retrieval_options() == {"candidate_tokens": None}
     assert retrieval_overrides(RetrievalConfig(candidate_tokens=None), {})["candidate_tokens"] is None
     assert (
         InfiniRetriOptions(retrieval_config=RetrievalConfig(candidate_tokens=None)).retrieval_options()[
