@@ -165,26 +165,45 @@ class SentenceVectors:
         return [by_sentence.get(s, 0.0) for s in sentences]
 
 
-EMBEDDING_BLOCK_TOKENS = 65536
-"""Tokens looked up at once by :func:`embedding_vectors` (bounds its memory on long inputs)."""
-
-
 def embedding_vectors(lm: LocalModel, sentences: Sequence[Sentence], weights: TokenWeights) -> SentenceVectors:
     """:class:`SentenceVectors` of ``sentences`` from the model's input embeddings (no forward
-    pass: a lookup of each token's row, :data:`EMBEDDING_BLOCK_TOKENS` at a time)."""
+    pass): each sentence's weighted sum of its tokens' rows by ``torch.nn.functional.embedding_bag``,
+    and the standardisation's sums from each distinct token's count, in float64 over the rows of the
+    tokens the input uses (the same figures as :meth:`SentenceVectors.add` over the looked-up rows,
+    without materialising a row per token).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> table = torch.nn.Embedding(4, 2)
+        >>> _ = table.weight.data.copy_(torch.tensor([[0.0, 0.0], [1.0, 0.0], [3.0, 2.0], [5.0, 1.0]]))
+        >>> lm = SimpleNamespace(model=SimpleNamespace(get_input_embeddings=lambda: table))
+        >>> vectors = embedding_vectors(lm, [Sentence(0, 0, 0, 2, "Hi.", (1, 2))], TokenWeights.uniform())
+        >>> vectors.tokens, vectors.sums[Sentence(0, 0, 0, 2, "Hi.", (1, 2))][0].tolist()
+        (2, [4.0, 2.0])
+    """
     vectors = SentenceVectors(weights)
+    fresh = [s for s in dict.fromkeys(sentences) if s.token_count]
+    if not fresh:
+        return vectors
     table = _embedding_table(lm)
-    block: list[Sentence] = []
-    size = 0
+    ids = torch.tensor([t for s in fresh for t in s.token_ids], dtype=torch.long)
+    used, position = torch.unique(ids, return_inverse=True)
     with torch.inference_mode():
-        for sentence in [*sentences, None]:
-            if sentence is not None:
-                block.append(sentence)
-                size += sentence.token_count
-            if block and (sentence is None or size >= EMBEDDING_BLOCK_TOKENS):
-                ids = torch.tensor([t for s in block for t in s.token_ids], dtype=torch.long, device=table.device)
-                vectors.add(block, table[ids].float().cpu())
-                block, size = [], 0
+        rows = table[used.to(table.device)].to(device="cpu", dtype=torch.float64)
+    counts = torch.tensor([s.token_count for s in fresh], dtype=torch.long)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)[:-1]])
+    token_weights = weights.of_ids(ids.tolist())
+    weighted = torch.nn.functional.embedding_bag(
+        position, rows, offsets, mode="sum", per_sample_weights=token_weights
+    ).float()
+    totals = torch.zeros(len(fresh), dtype=torch.float64).index_add_(
+        0, torch.repeat_interleave(torch.arange(len(fresh)), counts), token_weights
+    )
+    vectors.sums = {sentence: (weighted[j], float(totals[j])) for j, sentence in enumerate(fresh)}
+    occurrences = torch.bincount(position, minlength=len(used)).to(torch.float64)
+    vectors.tokens = int(ids.numel())
+    vectors.total = occurrences @ rows
+    vectors.squares = occurrences @ (rows * rows)
     return vectors
 
 

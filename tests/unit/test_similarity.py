@@ -153,6 +153,28 @@ def test_embedding_vectors_read_the_input_embeddings(tiny_llama):
     assert question_token_ids(tiny_llama, "") == [tiny_llama.tokenizer.eos_token_id]
 
 
+@pytest.mark.parametrize("weighting", ["uniform", "sif"])
+def test_embedding_vectors_equal_the_rows_read_one_by_one(tiny_llama, weighting):
+    """The lookup by embedding_bag gives exactly what SentenceVectors.add gives over each token's row
+    (repeated tokens, a sentence given twice, an empty one), so scores and rankings are unchanged."""
+    ids = [(5, 9, 9, 31), (9,), (), (40, 5, 77, 9, 12, 5), (31, 31)]
+    sentences = [_sentence(i, tokens) for i, tokens in enumerate(ids)]
+    weights = TokenWeights.uniform() if weighting == "uniform" else TokenWeights.of(sentences)
+    fast = embedding_vectors(tiny_llama, [*sentences, sentences[0]], weights)
+    reference = SentenceVectors(weights)
+    table = tiny_llama.model.get_input_embeddings().weight.detach().float()
+    read = [s for s in sentences if s.token_count]
+    reference.add(read, table[torch.tensor([t for s in read for t in s.token_ids])])
+    assert fast.tokens == reference.tokens == sum(len(t) for t in ids)
+    assert set(fast.sums) == set(reference.sums) == set(read)
+    for sentence in read:
+        assert torch.equal(fast.sums[sentence][0], reference.sums[sentence][0])
+        assert fast.sums[sentence][1] == reference.sums[sentence][1]
+    torch.testing.assert_close(fast.standardisation(), reference.standardisation(), rtol=1e-12, atol=1e-12)
+    question = table[torch.tensor([9, 40])]
+    assert fast.scores(sentences, [9, 40], question) == reference.scores(sentences, [9, 40], question)
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
