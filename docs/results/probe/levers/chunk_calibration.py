@@ -56,6 +56,28 @@ def supporting_recall(sample: Any, record: dict[str, Any], ranking: torch.Tensor
     return float(evidence_metrics(sample, kept)["supporting_recall"] or 0.0)
 
 
+Recalls = dict[tuple[str, str, int], list[float]]
+"""Per ``(dataset, variant, budget)``, one recall per calibration question (the lever scripts' results)."""
+
+
+def add_recalls(results: Recalls, sample: Any, record: dict[str, Any], variants: dict[str, torch.Tensor]) -> None:
+    """Each variant's recall of ``record`` at every budget of :data:`BUDGETS`, appended to ``results``."""
+    dataset = record["key"].split("|")[0]
+    for variant, ranking in variants.items():
+        for budget in BUDGETS:
+            results.setdefault((dataset, variant, budget), []).append(
+                supporting_recall(sample, record, ranking, budget)
+            )
+
+
+def print_means(results: Recalls, width: int) -> None:
+    """One line per dataset and variant: mean recall at each budget, and the number of questions."""
+    for dataset, _ in SETTINGS:
+        for variant in sorted({k[1] for k in results}):
+            cells = [results[(dataset, variant, b)] for b in BUDGETS]
+            print(dataset, f"{variant:{width}s}", " / ".join(f"{sum(c) / len(c):.3f}" for c in cells), len(cells[0]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)

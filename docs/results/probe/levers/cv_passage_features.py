@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from chunk_calibration import BUDGETS, SETTINGS, calibration_samples, cv_folds, supporting_recall
+from chunk_calibration import Recalls, add_recalls, calibration_samples, cv_folds, print_means
 
 from infiniretri_integrations.core.models import default_model
 from infiniretri_integrations.core.probe import fit_probe
@@ -82,7 +82,7 @@ def main() -> None:
         record["sets"] = feature_sets(record, samples[key].text)
     keys = sorted(records)
     lexical_weight, similarity_weight = PROBE_FUSION_WEIGHTS
-    results: dict[tuple[str, str, int], list[float]] = {}
+    results: Recalls = {}
     for fold in cv_folds(keys):
         train = [records[k] for k in keys if k not in fold]
         probes = {f"{name} l2={l2}": fit(train, name, l2) for name in FEATURE_SETS for l2 in PENALTIES}
@@ -97,14 +97,8 @@ def main() -> None:
                 variants[f"{name}: fused"] = rank_fusion_many(
                     probe_score, [(lexical, lexical_weight), (hidden, similarity_weight)]
                 )
-            for variant, ranking in variants.items():
-                for budget in BUDGETS:
-                    recall = supporting_recall(samples[key], record, ranking, budget)
-                    results.setdefault((key.split("|")[0], variant, budget), []).append(recall)
-    for dataset, _ in SETTINGS:
-        for variant in sorted({k[1] for k in results}):
-            cells = [results[(dataset, variant, b)] for b in BUDGETS]
-            print(dataset, f"{variant:32s}", " / ".join(f"{sum(c) / len(c):.3f}" for c in cells), len(cells[0]))
+            add_recalls(results, samples[key], record, variants)
+    print_means(results, 32)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from chunk_calibration import BUDGETS, SETTINGS, calibration_samples, cv_folds, supporting_recall
+from chunk_calibration import Recalls, add_recalls, calibration_samples, cv_folds, print_means
 from cv_passage_features import span_passage_leads
 
 from infiniretri_integrations.core.models import default_model
@@ -33,7 +33,7 @@ def main() -> None:
     records = {r["key"]: r for path in args.records for r in torch.load(path) if r["key"] in samples and r["spans"]}
     keys = sorted(records)
     lexical_weight, similarity_weight = PROBE_FUSION_WEIGHTS
-    results: dict[tuple[str, str, int], list[float]] = {}
+    results: Recalls = {}
     for fold in cv_folds(keys):
         train = [records[k] for k in keys if k not in fold]
         center, scale, weights, _ = fit_probe(
@@ -59,14 +59,8 @@ def main() -> None:
                 variants[f"fused +lead similarity {weight}"] = rank_fusion_many(
                     probe, [(lexical, lexical_weight), (hidden, similarity_weight), (hidden[leads], weight)]
                 )
-            for variant, ranking in variants.items():
-                for budget in BUDGETS:
-                    recall = supporting_recall(samples[key], record, ranking, budget)
-                    results.setdefault((key.split("|")[0], variant, budget), []).append(recall)
-    for dataset, _ in SETTINGS:
-        for variant in sorted({k[1] for k in results}):
-            cells = [results[(dataset, variant, b)] for b in BUDGETS]
-            print(dataset, f"{variant:34s}", " / ".join(f"{sum(c) / len(c):.3f}" for c in cells), len(cells[0]))
+            add_recalls(results, samples[key], record, variants)
+    print_means(results, 34)
 
 
 if __name__ == "__main__":

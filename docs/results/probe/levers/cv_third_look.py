@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from chunk_calibration import BUDGETS, SETTINGS, calibration_samples, cv_folds, supporting_recall
+from chunk_calibration import Recalls, add_recalls, calibration_samples, cv_folds, print_means
 
 from infiniretri_integrations.core.models import default_model
 from infiniretri_integrations.core.scoring import rank_fusion_many
@@ -66,7 +66,7 @@ def main() -> None:
     folds = cv_folds(keys)
     recorded_layers = records[keys[0]]["features"].shape[1] // (2 * lm.num_heads)
     lexical_weight, similarity_weight = PROBE_FUSION_WEIGHTS
-    results: dict[tuple[str, str, int], list[float]] = {}
+    results: Recalls = {}
     for fold in folds:
         train = [records[k] for k in keys if k not in fold]
         probes: dict[str, tuple[Score, list[int] | None]] = {}
@@ -90,14 +90,8 @@ def main() -> None:
                 if name == f"layers {recorded_layers}":
                     for weight in (0.1, 0.25, 0.5, 1.0, 1.5):
                         variants[f"model_only sim {weight}"] = rank_fusion_many(probe_score, [(hidden, weight)])
-            for variant, ranking in variants.items():
-                for budget in BUDGETS:
-                    recall = supporting_recall(samples[key], record, ranking, budget)
-                    results.setdefault((key.split("|")[0], variant, budget), []).append(recall)
-    for dataset, _ in SETTINGS:
-        for variant in sorted({k[1] for k in results}):
-            cells = [results[(dataset, variant, b)] for b in BUDGETS]
-            print(dataset, f"{variant:28s}", " / ".join(f"{sum(c) / len(c):.3f}" for c in cells), len(cells[0]))
+            add_recalls(results, samples[key], record, variants)
+    print_means(results, 28)
 
 
 if __name__ == "__main__":
